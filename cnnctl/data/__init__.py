@@ -1,0 +1,370 @@
+"""Datasets and loaders: `build_splits(cfg.data, seed)` → `Splits` (train, val, test, classes, input).
+
+Every dataset yields `(uint8 image tensor (C, H, W), int label)`. In-memory sources hold
+all images as one uint8 tensor; image folders decode files on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cnnctl.config import DataConfig
+from cnnctl.data import folder, synthetic
+from cnnctl.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    InputSpec,
+    build_augment,
+    channel_stats,
+    fit_size,
+    load_for_model,
+    pil_to_uint8,
+    to_mode,
+)
+from cnnctl.errors import DataError
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
+DEFAULT_SIZE = {"synthetic": 32, "image_folder": 64}
+STATS_SAMPLE = 512  # images read to compute `normalize: auto` on an image folder
+
+
+class ArrayDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Images held in memory as one uint8 (N, C, H, W) tensor."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: Augment | None = None):
+        self.images, self.labels, self.augment = images, labels, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = self.images[i]
+        return (self.augment(image) if self.augment else image), int(self.labels[i])
+
+    def subset(self, indices: Sequence[int], augment: Augment | None = None) -> ArrayDataset:
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        return ArrayDataset(self.images[index], self.labels[index], augment)
+
+    def targets(self) -> list[int]:
+        return [int(v) for v in self.labels]
+
+
+class FileDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Image files decoded on demand to the input spec."""
+
+    def __init__(
+        self, files: Sequence[str], labels: Sequence[int], spec: InputSpec, augment: Augment | None = None
+    ):
+        self.files, self.labels, self.spec, self.augment = list(files), list(labels), spec, augment
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        try:
+            image = load_for_model(self.files[i], self.spec)
+        except Exception as err:  # noqa: BLE001 - any decoder failure names the file
+            raise DataError(f"{self.files[i]}: cannot read image ({err})") from None
+        return (self.augment(image) if self.augment else image), self.labels[i]
+
+    def subset(self, indices: Sequence[int], augment: Augment | None = None) -> FileDataset:
+        return FileDataset(
+            [self.files[i] for i in indices], [self.labels[i] for i in indices], self.spec, augment
+        )
+
+    def targets(self) -> list[int]:
+        return list(self.labels)
+
+
+class LabelledDataset(Protocol):
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]: ...
+    def targets(self) -> list[int]: ...
+
+
+@dataclass
+class Splits:
+    """What a data config resolves to."""
+
+    train: LabelledDataset
+    val: LabelledDataset
+    test: LabelledDataset | None
+    classes: list[str]
+    input: InputSpec
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.train, ArrayDataset)
+
+
+def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: int) -> list[list[int]]:
+    """Split indices per class: returns [rest, part for fractions[0], part for fractions[1], ...].
+
+    A part with a fraction > 0 gets at least one sample of each class that can spare one;
+    each class keeps at least one sample in `rest`; the permutation is fixed by `seed`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    for label in sorted(by_class):
+        members = by_class[label]
+        order = [members[j] for j in torch.randperm(len(members), generator=generator).tolist()]
+        start = 0
+        for k, fraction in enumerate(fractions):
+            wanted = max(1, round(len(members) * fraction)) if fraction > 0 else 0
+            take = max(0, min(wanted, len(members) - start - 1))
+            parts[k + 1] += order[start : start + take]
+            start += take
+        parts[0] += order[start:]
+    return [sorted(p) for p in parts]
+
+
+def input_size(cfg: DataConfig) -> tuple[int, int]:
+    size = cfg.image_size if cfg.image_size is not None else DEFAULT_SIZE.get(cfg.source, 64)
+    return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+
+def _norm_stats(
+    cfg: DataConfig, channels: int, sample: Callable[[], torch.Tensor]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    norm = cfg.normalize
+    if norm == "none":
+        return (0.0,) * channels, (1.0,) * channels
+    if norm == "imagenet":
+        if channels == 1:
+            return (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+        return IMAGENET_MEAN, IMAGENET_STD
+    if norm == "auto":
+        return channel_stats(sample())
+    if len(norm.mean) != channels:
+        raise DataError(
+            f"data.normalize: {len(norm.mean)} mean/std value(s) given for {channels}-channel images"
+        )
+    return tuple(norm.mean), tuple(norm.std)
+
+
+def build_splits(cfg: DataConfig, seed: int, spec: InputSpec | None = None) -> Splits:
+    """Resolve a data config into train/val/test datasets.
+
+    With `spec` (from a checkpoint) images are prepared exactly as it says; without, the
+    input spec is derived from the config (and `normalize: auto` measured on train).
+    """
+    if cfg.source == "synthetic":
+        return _synthetic(cfg, seed, spec)
+    if cfg.source == "image_folder":
+        return _image_folder(cfg, seed, spec)
+    raise DataError(f"data.source '{cfg.source}' is not available in this version of cnnctl")
+
+
+def _carve(
+    cfg: DataConfig, labels: Sequence[int], seed: int, need_val: bool, need_test: bool
+) -> tuple[list[int], list[int], list[int]]:
+    fractions = [cfg.val_fraction if need_val else 0.0, (cfg.test_fraction or 0.0) if need_test else 0.0]
+    rest, val, test = stratified_split(labels, fractions, seed)
+    if need_val and not val:
+        raise DataError(
+            "no validation data: set data.val_fraction > 0 (or add a val/ folder for image_folder)"
+        )
+    return rest, val, test
+
+
+def _synthetic(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
+    size = spec.size if spec else input_size(cfg)
+    channels = spec.channels if spec else (cfg.channels or 3)
+    images, labels, classes = synthetic.generate(
+        cfg.num_classes, cfg.samples_per_class, max(size), seed, cfg.noise
+    )
+    tensor = torch.stack([pil_to_uint8(fit_size(to_mode(img, channels), size, None)) for img in images])
+    full = ArrayDataset(tensor, torch.tensor(labels, dtype=torch.long))
+    train_idx, val_idx, test_idx = _carve(cfg, labels, seed, True, cfg.test_fraction is not None)
+    if spec is None:
+        mean, std = _norm_stats(cfg, channels, lambda: tensor[train_idx])
+        spec = InputSpec(channels, size, None, mean, std)
+    augment = build_augment(cfg.augment, size)
+    return Splits(
+        train=full.subset(train_idx, augment),
+        val=full.subset(val_idx),
+        test=full.subset(test_idx) if test_idx else None,
+        classes=classes,
+        input=spec,
+    )
+
+
+def _image_folder(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
+    assert cfg.root is not None  # guaranteed by DataConfig
+    root = Path(cfg.root)
+    extensions = folder.normalise_extensions(cfg.extensions)
+    dirs = folder.find_split_dirs(root) or {"train": root}
+    scanned = {name: folder.scan_split(path, extensions) for name, path in dirs.items()}
+    classes = folder.resolve_classes(scanned["train"].classes_present, cfg.classes, dirs["train"])
+    for name in ("val", "test"):
+        if name in scanned and set(scanned[name].classes_present) != set(classes):
+            raise DataError(
+                f"{dirs[name]}: its classes {scanned[name].classes_present} differ from "
+                f"train's {classes}; every split needs the same class folders"
+            )
+    labels = {name: folder.labels_for(s, classes) for name, s in scanned.items()}
+    train_idx, val_idx, test_idx = _carve(
+        cfg, labels["train"], seed, "val" not in dirs, "test" not in dirs and cfg.test_fraction is not None
+    )
+    if spec is None:
+        channels = cfg.channels or 3
+        size = input_size(cfg)
+        probe = FileDataset(
+            scanned["train"].files, labels["train"], InputSpec(channels, size, cfg.resize, (0.0,), (1.0,))
+        )
+
+        def sample() -> torch.Tensor:
+            step = max(1, len(train_idx) // STATS_SAMPLE)
+            return torch.stack([probe[i][0] for i in train_idx[::step][:STATS_SAMPLE]])
+
+        mean, std = _norm_stats(cfg, channels, sample)
+        spec = InputSpec(channels, size, cfg.resize, mean, std)
+    train_all = FileDataset(scanned["train"].files, labels["train"], spec)
+
+    def split(name: str, carved: list[int]) -> FileDataset | None:
+        if name in scanned:
+            return FileDataset(scanned[name].files, labels[name], spec)
+        return train_all.subset(carved) if carved else None
+
+    val = split("val", val_idx)
+    assert val is not None
+    return Splits(
+        train=train_all.subset(train_idx, build_augment(cfg.augment, spec.size)),
+        val=val,
+        test=split("test", test_idx),
+        classes=classes,
+        input=spec,
+    )
+
+
+def folder_eval_set(
+    root: Path, split: str, spec: InputSpec, classes: list[str], extensions: list[str] | None
+) -> FileDataset:
+    """An image folder prepared with a checkpoint's input spec and class list (for evaluate).
+
+    If `root` has train/val/test folders the named split is used, else the whole folder.
+    The folder's class set must equal the checkpoint's.
+    """
+    dirs = folder.find_split_dirs(root)
+    if dirs is not None:
+        if split not in dirs:
+            raise DataError(f"{root}: has no {split}/ folder (found: {', '.join(dirs)})")
+        root = dirs[split]
+    scanned = folder.scan_split(root, folder.normalise_extensions(extensions))
+    if set(scanned.classes_present) != set(classes):
+        raise DataError(
+            f"{root}: its classes {scanned.classes_present} differ from the checkpoint's {classes}"
+        )
+    return FileDataset(scanned.files, folder.labels_for(scanned, classes), spec)
+
+
+# --------------------------------------------------------------------------------------
+# Loaders
+# --------------------------------------------------------------------------------------
+
+
+class Batches(Protocol):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+class TensorBatches:
+    """Batches sliced straight from an in-memory uint8 tensor: no per-sample Python."""
+
+    def __init__(self, data: ArrayDataset, batch_size: int, shuffle: bool, seed: int, pin: bool):
+        images, labels = data.images, data.labels
+        if pin:
+            images, labels = images.pin_memory(), labels.pin_memory()
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, self.batch_size):
+                index = order[start : start + self.batch_size]
+                yield self.images[index], self.labels[index]
+        else:
+            for start in range(0, n, self.batch_size):
+                yield (
+                    self.images[start : start + self.batch_size],
+                    self.labels[start : start + self.batch_size],
+                )
+
+
+class EpochLoader:
+    """A DataLoader whose shuffle order and worker seeds are a function of (seed, epoch).
+
+    That makes a resumed run see the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, shuffle: bool, seed: int, workers: int, pin: bool):
+        self.generator = torch.Generator()
+        self.seed = seed
+        self.loader: DataLoader[Any] = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            pin_memory=pin,
+            generator=self.generator,
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(_epoch_seed(self.seed, epoch))
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter(self.loader)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**63)
+
+
+def resolve_workers(cfg: DataConfig, in_memory: bool) -> int:
+    if cfg.num_workers != "auto":
+        return int(cfg.num_workers)
+    if in_memory:
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def make_loader(
+    dataset: LabelledDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    workers: int,
+    pin: bool,
+) -> Batches:
+    """The fastest correct loader for a dataset: tensor slicing when nothing is per-sample."""
+    if isinstance(dataset, ArrayDataset) and dataset.augment is None:
+        return TensorBatches(dataset, batch_size, shuffle, seed, pin)
+    return EpochLoader(dataset, batch_size, shuffle, seed, workers, pin)

@@ -1,0 +1,233 @@
+"""The loops: train one epoch, evaluate a split, predict batches, and `fit` over epochs.
+
+The engine takes objects (model, loaders, optimizer, ...) and knows nothing of YAML,
+files or the terminal: it reports through the `Progress` hooks and `on_epoch_end`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from cnnctl.data import Batches
+from cnnctl.data.transforms import Normalizer
+from cnnctl.devices import Precision
+from cnnctl.errors import RunFailed
+from cnnctl.metrics import EvalResult, MetricAccumulator
+from cnnctl.optim import BINARY_LOGIT, Schedule, eval_loss_sum, probabilities
+
+
+class Progress(Protocol):
+    """Hooks the engine calls; `report.py` draws bars or prints lines from them."""
+
+    def start_epoch(self, epoch: int, epochs: int, batches: int) -> None: ...
+    def batch(self, samples: int, loss: float | None) -> None: ...
+    def end_epoch(self, row: EpochRow) -> None: ...
+
+
+class SilentProgress:
+    def start_epoch(self, epoch: int, epochs: int, batches: int) -> None:
+        pass
+
+    def batch(self, samples: int, loss: float | None) -> None:
+        pass
+
+    def end_epoch(self, row: EpochRow) -> None:
+        pass
+
+
+@dataclass
+class EpochRow:
+    """One line of metrics.csv."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    seconds: float
+
+    def to_plain(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FitState:
+    """What `fit` carries from epoch to epoch (and what resume restores)."""
+
+    epoch: int = 0  # epochs completed
+    best_value: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_plain(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    epochs: int
+    monitor: str = "val_loss"  # or val_acc
+    patience: int | None = None
+    min_delta: float = 0.0
+
+
+class Stepper:
+    """Moves batches to the device, runs forward/backward/step with AMP and clipping."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        normalizer: Normalizer,
+        device: torch.device,
+        precision: Precision,
+        kind: str,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        schedule: Schedule | None = None,
+        grad_clip: float | None = None,
+    ):
+        self.model, self.device, self.precision, self.kind = model, device, precision, kind
+        self.normalizer = normalizer.to(device)
+        self.optimizer, self.loss_fn, self.schedule, self.grad_clip = optimizer, loss_fn, schedule, grad_clip
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
+        self.non_blocking = device.type == "cuda"
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.precision.enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision.dtype)
+
+    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device, non_blocking=self.non_blocking)
+        y = y.to(self.device, non_blocking=self.non_blocking)
+        return self.normalizer(x), y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            outputs: torch.Tensor = self.model(x)
+        return outputs
+
+    def train_epoch(self, batches: Batches, epoch: int, progress: Progress) -> tuple[float, float]:
+        """One pass over the train batches; returns (mean loss, accuracy)."""
+        assert self.optimizer is not None and self.loss_fn is not None
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        for index, (x_cpu, y_cpu) in enumerate(batches, start=1):
+            x, y = self.to_device(x_cpu, y_cpu)
+            outputs = self.forward(x)
+            loss = self.loss_fn(outputs.float(), y)
+            if not torch.isfinite(loss):
+                raise RunFailed(
+                    f"non-finite training loss ({float(loss.detach())}) at epoch {epoch}, batch {index}, "
+                    f"lr {self.optimizer.param_groups[0]['lr']:.3g}: lower optimizer.lr or set "
+                    "train.grad_clip; best.pt is kept as it was"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.schedule is not None:
+                self.schedule.step_batch()
+            n = int(y.shape[0])
+            seen += n
+            loss_sum += loss.detach() * n
+            correct += (predicted_labels(outputs.detach(), self.kind) == y).sum()
+            shown = float(loss.detach()) if self.device.type == "cpu" or index % 20 == 0 else None
+            progress.batch(n, shown)
+        return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
+
+    @torch.inference_mode()
+    def evaluate(self, batches: Batches, classes: list[str], topk: tuple[int, ...] = (1,)) -> EvalResult:
+        """Loss (unsmoothed NLL), accuracy, top-k and confusion matrix over a split."""
+        self.model.eval()
+        acc = MetricAccumulator(classes, topk)
+        for x_cpu, y_cpu in batches:
+            x, y = self.to_device(x_cpu, y_cpu)
+            outputs = self.forward(x)
+            acc.update(probabilities(outputs, self.kind), y, eval_loss_sum(outputs, y, self.kind))
+        return acc.result()
+
+    @torch.inference_mode()
+    def predict(self, x_cpu: torch.Tensor) -> torch.Tensor:
+        """(N, classes) probabilities for a uint8 batch, on the CPU."""
+        self.model.eval()
+        x = self.normalizer(x_cpu.to(self.device, non_blocking=self.non_blocking))
+        return probabilities(self.forward(x), self.kind).cpu()
+
+
+def predicted_labels(outputs: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == BINARY_LOGIT:
+        return (outputs.squeeze(1) > 0).long()
+    return outputs.argmax(dim=1)
+
+
+def improved(value: float, best: float | None, monitor: str, min_delta: float) -> bool:
+    """Does `value` beat `best` by more than min_delta? Ties keep the earlier epoch."""
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    if monitor == "val_acc":
+        return value > best + min_delta
+    return value < best - min_delta
+
+
+def fit(
+    stepper: Stepper,
+    train: Batches,
+    val: Batches,
+    classes: list[str],
+    settings: FitSettings,
+    state: FitState,
+    progress: Progress,
+    on_epoch_end: Callable[[EpochRow, FitState, bool], None],
+) -> FitState:
+    """Train → validate each epoch from `state.epoch + 1`; `on_epoch_end` saves checkpoints.
+
+    `on_epoch_end(row, state, is_best)` is called after the state is updated, so a
+    checkpoint written there holds everything a resume needs.
+    """
+    assert stepper.schedule is not None
+    for epoch in range(state.epoch + 1, settings.epochs + 1):
+        started = time.perf_counter()
+        lr = stepper.schedule.lr
+        train.set_epoch(epoch)
+        progress.start_epoch(epoch, settings.epochs, len(train))
+        train_loss, train_acc = stepper.train_epoch(train, epoch, progress)
+        result = stepper.evaluate(val, classes)
+        stepper.schedule.step_epoch(result.loss)
+        row = EpochRow(
+            epoch, train_loss, train_acc, result.loss, result.accuracy, lr, time.perf_counter() - started
+        )
+        value = result.loss if settings.monitor == "val_loss" else result.accuracy
+        is_best = improved(value, state.best_value, settings.monitor, settings.min_delta)
+        state.epoch = epoch
+        state.history.append(row.to_plain())
+        if is_best:
+            state.best_value, state.best_epoch, state.bad_epochs = value, epoch, 0
+        else:
+            state.bad_epochs += 1
+        if settings.patience is not None and state.bad_epochs >= settings.patience:
+            state.stopped_early = epoch < settings.epochs
+        progress.end_epoch(row)
+        on_epoch_end(row, state, is_best)
+        if state.stopped_early:
+            break
+    return state

@@ -1,0 +1,101 @@
+"""Classification metrics accumulated batch by batch: loss, accuracy, top-k, confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one pass over a split. `confusion[t, p]` counts true t predicted as p."""
+
+    loss: float
+    accuracy: float
+    topk: dict[int, float]
+    confusion: torch.Tensor
+    classes: list[str]
+    count: int
+
+    def per_class(self) -> list[dict[str, Any]]:
+        """Support, correct, accuracy (= recall), precision and F1 for every class."""
+        cm = self.confusion.to(torch.float64)
+        correct = cm.diag()
+        support = cm.sum(dim=1)
+        predicted = cm.sum(dim=0)
+        rows = []
+        for i, name in enumerate(self.classes):
+            recall = float(correct[i] / support[i]) if support[i] else 0.0
+            precision = float(correct[i] / predicted[i]) if predicted[i] else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            rows.append(
+                {
+                    "class": name,
+                    "support": int(support[i]),
+                    "correct": int(correct[i]),
+                    "accuracy": recall,
+                    "precision": precision,
+                    "recall": recall,
+                    "f1": f1,
+                }
+            )
+        return rows
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "topk": {str(k): v for k, v in self.topk.items()},
+            "count": self.count,
+            "classes": list(self.classes),
+            "per_class": self.per_class(),
+            "confusion_matrix": self.confusion.tolist(),
+        }
+
+
+@dataclass
+class MetricAccumulator:
+    """Sums on the device; one host sync at `result()`."""
+
+    classes: list[str]
+    topk: tuple[int, ...] = (1,)
+    loss_sum: torch.Tensor | float = 0.0
+    count: int = 0
+    confusion: torch.Tensor | None = None
+    topk_hits: dict[int, torch.Tensor | int] = field(default_factory=dict)
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None:
+        k = len(self.classes)
+        predicted = probs.argmax(dim=1)
+        flat = targets * k + predicted
+        counts = torch.bincount(flat, minlength=k * k).reshape(k, k)
+        self.confusion = counts if self.confusion is None else self.confusion + counts
+        self.loss_sum = self.loss_sum + loss_sum.detach()
+        self.count += int(targets.numel())
+        for top in self.topk:
+            if top >= k:
+                continue
+            best = probs.topk(top, dim=1).indices
+            hits = (best == targets[:, None]).any(dim=1).sum()
+            self.topk_hits[top] = self.topk_hits.get(top, 0) + hits
+
+    def result(self) -> EvalResult:
+        k = len(self.classes)
+        confusion = (
+            self.confusion.cpu() if self.confusion is not None else torch.zeros(k, k, dtype=torch.long)
+        )
+        n = max(self.count, 1)
+        accuracy = float(confusion.diag().sum()) / n
+        topk = {}
+        for top in self.topk:
+            topk[top] = 1.0 if top >= k else float(self.topk_hits.get(top, 0)) / n
+        return EvalResult(
+            loss=float(self.loss_sum) / n,
+            accuracy=accuracy,
+            topk=topk,
+            confusion=confusion,
+            classes=list(self.classes),
+            count=self.count,
+        )

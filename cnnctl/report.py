@@ -1,0 +1,220 @@
+"""Everything people read: progress, tables, metrics.csv, summary.json, prediction files.
+
+Only this module (and cli.py through it) writes for humans. Console output goes through
+rich; on a terminal the epoch gets a live bar, otherwise one plain line per epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON via a temp file + rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class MetricsLog:
+    """metrics.csv, one row per epoch, flushed as each epoch ends."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if not path.exists():
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerow(METRIC_COLUMNS)
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerow([_fmt(row[c]) for c in METRIC_COLUMNS])
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def epoch_line(row: Any, epochs: int) -> str:
+    return (
+        f"epoch {row.epoch}/{epochs}  train loss {row.train_loss:.4f} acc {row.train_acc:.4f}  "
+        f"val loss {row.val_loss:.4f} acc {row.val_acc:.4f}  lr {row.lr:.3g}  {row.seconds:.1f}s"
+    )
+
+
+class ConsoleProgress:
+    """Engine progress hooks: a tqdm bar per epoch on a TTY, plain lines otherwise."""
+
+    def __init__(self, console: Console, live: bool, quiet: bool = False):
+        self.console, self.live, self.quiet = console, live and not quiet, quiet
+        self.bar: Any = None
+        self.epochs = 0
+        self.best_marker = ""
+
+    def start_epoch(self, epoch: int, epochs: int, batches: int) -> None:
+        self.epochs = epochs
+        if self.live:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=batches,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="batch",
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+
+    def batch(self, samples: int, loss: float | None) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def end_epoch(self, row: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self.quiet:
+            self.console.print(epoch_line(row, self.epochs), highlight=False)
+
+
+def train_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="training finished", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("run dir", summary["run_dir"])
+    early = " (early stop)" if summary["stopped_early"] else ""
+    table.add_row("epochs run", f"{summary['epochs_run']}{early}")
+    table.add_row("best epoch", str(summary["best_epoch"]))
+    table.add_row("best val loss", _num(summary["best_val_loss"]))
+    table.add_row("best val acc", _num(summary["best_val_acc"]))
+    test = summary.get("test")
+    if test:
+        table.add_row("test loss", _num(test["loss"]))
+        table.add_row("test acc", _num(test["accuracy"]))
+        for k, v in test["topk"].items():
+            if k != "1":
+                table.add_row(f"test top-{k} acc", _num(v))
+    else:
+        table.add_row("test", "no test split")
+    return table
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
+    overall = Table(title=f"evaluation on {what}", show_header=False, title_justify="left")
+    overall.add_column("metric", style="bold")
+    overall.add_column("value")
+    overall.add_row("images", str(result["count"]))
+    overall.add_row("loss", _num(result["loss"]))
+    overall.add_row("accuracy", _num(result["accuracy"]))
+    for k, v in result["topk"].items():
+        if k != "1":
+            overall.add_row(f"top-{k} accuracy", _num(v))
+    per_class = Table(title="per class", title_justify="left")
+    for col in ("class", "support", "correct", "accuracy", "precision", "recall", "f1"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for row in result["per_class"]:
+        per_class.add_row(
+            row["class"],
+            str(row["support"]),
+            str(row["correct"]),
+            *(_num(row[c]) for c in ("accuracy", "precision", "recall", "f1")),
+        )
+    confusion = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    confusion.add_column("true \\ pred", style="bold")
+    for name in result["classes"]:
+        confusion.add_column(name, justify="right")
+    for name, counts in zip(result["classes"], result["confusion_matrix"], strict=True):
+        confusion.add_row(name, *(str(c) for c in counts))
+    return [overall, per_class, confusion]
+
+
+def prediction_columns(topk: int) -> list[str]:
+    columns = ["path", "label", "probability"]
+    if topk > 1:
+        for i in range(1, topk + 1):
+            columns += [f"top{i}_label", f"top{i}_probability"]
+    return [*columns, "error"]
+
+
+def prediction_record(pred: Any, topk: int) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "path": pred.path,
+        "label": pred.label,
+        "probability": pred.probability,
+    }
+    if topk > 1:
+        for i in range(topk):
+            label, prob = pred.topk[i] if i < len(pred.topk) else ("", None)
+            record[f"top{i + 1}_label"] = label
+            record[f"top{i + 1}_probability"] = prob
+    record["error"] = pred.error
+    return record
+
+
+def write_predictions(rows: Iterable[Any], out: Path | None, topk: int) -> Iterator[dict[str, Any]]:
+    """Stream prediction records to CSV or JSON (by suffix) while yielding them onward."""
+    if out is None:
+        for pred in rows:
+            yield prediction_record(pred, topk)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    as_json = out.suffix.lower() == ".json"
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = None if as_json else csv.DictWriter(handle, fieldnames=prediction_columns(topk))
+        if writer is not None:
+            writer.writeheader()
+        else:
+            handle.write("[\n")
+        first = True
+        for pred in rows:
+            record = prediction_record(pred, topk)
+            if writer is not None:
+                writer.writerow({k: _csv_value(v) for k, v in record.items()})
+            else:
+                handle.write(("" if first else ",\n") + "  " + json.dumps(record))
+            first = False
+            yield record
+        if writer is None:
+            handle.write("\n]\n")
+    os.replace(tmp, out)
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    return f"{value:.6f}" if isinstance(value, float) else value
+
+
+def predictions_table(records: list[dict[str, Any]], total: int, failed: int) -> Table:
+    title = f"predictions (first {len(records)} of {total}" + (f", {failed} unreadable)" if failed else ")")
+    table = Table(title=title, title_justify="left")
+    table.add_column("path", overflow="fold")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    table.add_column("error", overflow="fold")
+    for r in records:
+        prob = "" if r["probability"] is None else f"{r['probability']:.4f}"
+        table.add_row(r["path"], r["label"], prob, r["error"])
+    return table
+
+
+def console_for(stream: IO[str] | None = None) -> Console:
+    """A console that never wraps machine-readable lines and respects NO_COLOR."""
+    return Console(file=stream, soft_wrap=True, highlight=False)

@@ -1,0 +1,357 @@
+"""Library entry points behind the commands: train, evaluate, predict.
+
+Each takes plain arguments (a validated config, a checkpoint path, ...) and returns
+results; `cli.py` only parses options and prints through `report.py`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cnnctl import checkpoint as ckpt
+from cnnctl.config import RunConfig, dump_yaml, load_config, validate
+from cnnctl.data import (
+    ArrayDataset,
+    FileDataset,
+    LabelledDataset,
+    build_splits,
+    folder_eval_set,
+    make_loader,
+    resolve_workers,
+)
+from cnnctl.data.transforms import IMAGE_EXTENSIONS, InputSpec, Normalizer, load_for_model
+from cnnctl.devices import Precision, resolve_device, resolve_precision
+from cnnctl.engine import EpochRow, FitSettings, FitState, Progress, SilentProgress, Stepper, fit
+from cnnctl.errors import CheckpointError, ConfigError, DataError
+from cnnctl.metrics import EvalResult
+from cnnctl.models import ModelSpec, build_model
+from cnnctl.optim import Schedule, build_optimizer, num_outputs, output_kind, train_loss_fn
+from cnnctl.report import MetricsLog, write_json
+from cnnctl.runs import create_run_dir
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # pragma: no cover - numpy ships with torch's usual installs
+        pass
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: Path
+    state: FitState
+    best: dict[str, Any]
+    test: EvalResult | None
+    device: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def train(
+    cfg: RunConfig,
+    run_name: str,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    log: Any = None,
+) -> TrainOutcome:
+    """Train a model as `cfg` says; write the run directory; evaluate best.pt on test."""
+    say = log or (lambda message: None)
+    progress = progress or SilentProgress()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.train.amp, device)
+    splits = build_splits(cfg.data, cfg.seed)
+    kind = output_kind(cfg.train.loss, cfg.model.log_softmax)
+    if cfg.train.loss == "bce_with_logits" and len(splits.classes) != 2:
+        raise ConfigError(f"train.loss: bce_with_logits needs 2 classes, the data has {len(splits.classes)}")
+    spec = ModelSpec(cfg.model.to_plain(), num_outputs(kind, len(splits.classes)), splits.input.shape)
+    seed_everything(cfg.seed)  # model init does not depend on how much randomness the data used
+    model = build_model(spec).to(device)
+
+    workers = resolve_workers(cfg.data, splits.in_memory)
+    pin = cfg.data.pin_memory is True or (cfg.data.pin_memory == "auto" and device.type == "cuda")
+    batch = cfg.data.batch_size
+    train_batches = make_loader(splits.train, batch, shuffle=True, seed=cfg.seed, workers=workers, pin=pin)
+    val_batches = make_loader(splits.val, batch, shuffle=False, seed=cfg.seed, workers=workers, pin=pin)
+    optimizer = build_optimizer(cfg.optimizer, (p for p in model.parameters() if p.requires_grad), device)
+    schedule = Schedule(cfg.scheduler, optimizer, cfg.train.epochs, len(train_batches))
+    stepper = Stepper(
+        model,
+        Normalizer(splits.input),
+        device,
+        precision,
+        kind,
+        optimizer=optimizer,
+        loss_fn=train_loss_fn(cfg.train.loss, cfg.train.label_smoothing),
+        schedule=schedule,
+        grad_clip=cfg.train.grad_clip,
+    )
+
+    run_dir = create_run_dir(cfg.output.dir, run_name, force=force)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    say(
+        f"run dir {run_dir} · device {device} · amp {precision.name} · "
+        f"{len(splits.train)} train / {len(splits.val)} val / "
+        f"{len(splits.test) if splits.test is not None else 0} test images · "
+        f"{len(splits.classes)} classes · input {'x'.join(map(str, splits.input.shape))}"
+    )
+    meta = {
+        "format": ckpt.FORMAT,
+        "format_version": ckpt.FORMAT_VERSION,
+        "model_spec": spec.to_plain(),
+        "output_kind": kind,
+        "classes": list(splits.classes),
+        "input": splits.input.to_plain(),
+        "config": cfg.to_plain(),
+        "versions": ckpt.versions(),
+    }
+    metrics_log = MetricsLog(run_dir / "metrics.csv")
+
+    def on_epoch_end(row: EpochRow, state: FitState, is_best: bool) -> None:
+        metrics_log.append(row.to_plain())
+        weights = ckpt.plain_state_dict(model)
+        taken = {**meta, "model": weights, "epoch": row.epoch, "metrics": row.to_plain()}
+        if is_best:
+            ckpt.save_atomic(taken, run_dir / "best.pt")
+        resume = {
+            "train_state": state.to_plain(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "scaler": stepper.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+        }
+        ckpt.save_atomic({**taken, **resume}, run_dir / "last.pt")
+
+    settings = FitSettings(cfg.train.epochs, cfg.train.monitor, cfg.train.patience, cfg.train.min_delta)
+    state = fit(
+        stepper, train_batches, val_batches, splits.classes, settings, FitState(), progress, on_epoch_end
+    )
+
+    best = ckpt.load_checkpoint(run_dir / "best.pt", map_location=device) if state.best_epoch else None
+    test_result = None
+    if best is not None:
+        model.load_state_dict(best["model"])
+        if splits.test is not None:
+            test_batches = make_loader(
+                splits.test, batch, shuffle=False, seed=cfg.seed, workers=workers, pin=pin
+            )
+            test_result = stepper.evaluate(test_batches, splits.classes, topk=(1, 5))
+    best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
+    summary = {
+        "run_dir": str(run_dir),
+        "model": cfg.model.name,
+        "dataset": cfg.data.source,
+        "data_root": cfg.data.root,
+        "device": str(device),
+        "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early,
+        "monitor": cfg.train.monitor,
+        "best_epoch": state.best_epoch,
+        "best_val_loss": best_row.get("val_loss"),
+        "best_val_acc": best_row.get("val_acc"),
+        "test": test_result.to_plain() if test_result else None,
+        "classes": list(splits.classes),
+        "input": splits.input.to_plain(),
+        "train_samples": len(splits.train),
+        "val_samples": len(splits.val),
+        "test_samples": len(splits.test) if splits.test is not None else 0,
+        "total_seconds": sum(r["seconds"] for r in state.history),
+        "versions": meta["versions"],
+    }
+    write_json(run_dir / "summary.json", summary)
+    return TrainOutcome(run_dir, state, best_row, test_result, str(device), summary)
+
+
+# --------------------------------------------------------------------------------------
+# Rebuilding from a checkpoint
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint turned back into something that can score images."""
+
+    stepper: Stepper
+    classes: list[str]
+    input: InputSpec
+    checkpoint: dict[str, Any]
+
+
+def load_model(path: str | Path, device_name: str = "auto") -> LoadedModel:
+    """Rebuild the network from a checkpoint alone (no config file, no downloads)."""
+    data = ckpt.load_checkpoint(path)
+    device = resolve_device(device_name)
+    try:
+        spec = ModelSpec.from_plain(data["model_spec"])
+        model = build_model(spec)
+        model.load_state_dict(data["model"])
+        input_spec = InputSpec.from_plain(data["input"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: cannot rebuild the model: {str(err).splitlines()[0]}") from None
+    model.to(device).eval()
+    precision = Precision(None) if device.type != "cuda" else resolve_precision("auto", device)
+    stepper = Stepper(model, Normalizer(input_spec), device, precision, str(data["output_kind"]))
+    return LoadedModel(stepper, list(data["classes"]), input_spec, data)
+
+
+def evaluate(
+    checkpoint_path: str | Path,
+    data: str | Path | None = None,
+    split: str = "test",
+    topk: int = 5,
+    batch_size: int | None = None,
+    device: str = "auto",
+) -> tuple[EvalResult, str]:
+    """Metrics of a checkpoint on a split: of its own dataset, an image folder or a config's.
+
+    Returns the result and a description of what was evaluated.
+    """
+    loaded = load_model(checkpoint_path, device)
+    cfg = validate(loaded.checkpoint["config"], f"{checkpoint_path} (stored config)")
+    dataset, what = _eval_dataset(loaded, cfg, data, split)
+    batches = make_loader(
+        dataset,
+        batch_size or cfg.data.batch_size,
+        shuffle=False,
+        seed=cfg.seed,
+        workers=resolve_workers(cfg.data, isinstance(dataset, ArrayDataset)),
+        pin=loaded.stepper.device.type == "cuda",
+    )
+    ks = tuple(sorted({1, max(1, topk)}))
+    return loaded.stepper.evaluate(batches, loaded.classes, topk=ks), what
+
+
+def _eval_dataset(
+    loaded: LoadedModel, cfg: RunConfig, data: str | Path | None, split: str
+) -> tuple[LabelledDataset, str]:
+    if data is not None and Path(data).is_dir():
+        extensions = cfg.data.extensions if cfg.data.source == "image_folder" else None
+        dataset = folder_eval_set(Path(data), split, loaded.input, loaded.classes, extensions)
+        return dataset, f"{data} ({len(dataset)} images)"
+    if data is not None:
+        cfg = load_config(data)
+    splits = build_splits(cfg.data, cfg.seed, loaded.input)
+    chosen = {"train": splits.train, "val": splits.val, "test": splits.test}[split]
+    source = f"{data}" if data is not None else "the checkpoint's own dataset"
+    if chosen is None:
+        raise DataError(f"{source} has no {split} split; use --split val, or --data DIR")
+    if split == "train" and isinstance(chosen, ArrayDataset | FileDataset):
+        chosen = chosen.subset(range(len(chosen)))  # the train split without augmentation
+    return _match_classes(
+        chosen, splits.classes, loaded.classes, source
+    ), f"{source}, {split} split ({len(chosen)} images)"
+
+
+def _match_classes(
+    dataset: LabelledDataset, classes: list[str], wanted: list[str], source: str
+) -> LabelledDataset:
+    if classes == wanted:
+        return dataset
+    if set(classes) != set(wanted):
+        raise DataError(f"{source}: its classes {classes} differ from the checkpoint's {wanted}")
+    position = {name: i for i, name in enumerate(wanted)}
+    mapping = [position[name] for name in classes]
+    if isinstance(dataset, ArrayDataset):
+        return ArrayDataset(dataset.images, torch.tensor(mapping)[dataset.labels], dataset.augment)
+    if isinstance(dataset, FileDataset):
+        return FileDataset(dataset.files, [mapping[y] for y in dataset.labels], dataset.spec, dataset.augment)
+    raise DataError(f"{source}: cannot reorder its classes to the checkpoint's")
+
+
+# --------------------------------------------------------------------------------------
+# Predict
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    path: str
+    label: str
+    probability: float | None
+    topk: list[tuple[str, float]]
+    error: str
+
+
+def collect_images(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for image files; sorted, no duplicates."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    seen: set[Path] = set()
+    return [p for p in found if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+
+
+class _PredictFiles(Dataset[tuple[torch.Tensor, int, str]]):
+    def __init__(self, files: list[Path], spec: InputSpec):
+        self.files, self.spec = files, spec
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            return load_for_model(self.files[i], self.spec), i, ""
+        except Exception as err:  # noqa: BLE001 - a bad file becomes a row with its reason
+            reason = f"{err.__class__.__name__}: {err}".splitlines()[0]
+            return torch.zeros(self.spec.shape, dtype=torch.uint8), i, reason
+
+
+def predict(
+    checkpoint_path: str | Path,
+    paths: Sequence[str | Path],
+    topk: int = 1,
+    batch_size: int = 64,
+    device: str = "auto",
+    workers: int | None = None,
+) -> Iterator[Prediction]:
+    """Label every image under `paths`, streaming results batch by batch (flat memory)."""
+    loaded = load_model(checkpoint_path, device)
+    files = collect_images(paths)
+    k = max(1, min(topk, len(loaded.classes)))
+    if workers is None:
+        import os
+
+        workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if len(files) > batch_size else 0
+    loader: DataLoader[Any] = DataLoader(
+        _PredictFiles(files, loaded.input),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=loaded.stepper.device.type == "cuda",
+    )
+    for images, indices, errors in loader:
+        probs = loaded.stepper.predict(images)
+        top_p, top_i = probs.topk(k, dim=1)
+        for row, (index, error) in enumerate(zip(indices.tolist(), errors, strict=True)):
+            path = str(files[index])
+            if error:
+                yield Prediction(path, "", None, [], error)
+                continue
+            pairs = [
+                (loaded.classes[c], float(p))
+                for c, p in zip(top_i[row].tolist(), top_p[row].tolist(), strict=True)
+            ]
+            yield Prediction(path, pairs[0][0], pairs[0][1], pairs, "")
