@@ -96,9 +96,13 @@ class Section(BaseModel):
     applies_to: ClassVar[dict[str, tuple[str, ...]]] = {}
     selector: ClassVar[str] = ""
 
+    def family(self) -> str | None:
+        """The value `applies_to` is keyed on (the selector's value, or its family)."""
+        return getattr(self, self.selector, None) if self.selector else None
+
     def to_plain(self) -> dict[str, Any]:
         """This section as plain data, without keys that do not apply to its choice."""
-        choice = getattr(self, self.selector, None) if self.selector else None
+        choice = self.family()
         plain: dict[str, Any] = {}
         for key in type(self).model_fields:
             allowed = self.applies_to.get(key)
@@ -110,13 +114,13 @@ class Section(BaseModel):
 
     @model_validator(mode="after")
     def _keys_apply(self) -> Section:
-        choice = getattr(self, self.selector, None) if self.selector else None
+        choice = self.family()
         for key in sorted(self.model_fields_set):
             allowed = self.applies_to.get(key)
             if allowed and choice not in allowed:
                 raise KeyError_(
                     key,
-                    f"does not apply to {self.selector} '{choice}' "
+                    f"does not apply to {self.selector} '{getattr(self, self.selector)}' "
                     f"(only to: {', '.join(allowed)}); remove it",
                 )
         return self
@@ -158,11 +162,19 @@ class DataConfig(Section):
     selector = "source"
     applies_to = {
         "root": ("image_folder", "torchvision"),
-        "classes": ("image_folder",),
+        "classes": ("image_folder", "csv"),
         "extensions": ("image_folder",),
         "num_classes": ("synthetic",),
         "samples_per_class": ("synthetic",),
         "noise": ("synthetic",),
+        "train": ("csv",),
+        "val": ("csv",),
+        "test": ("csv",),
+        "label_column": ("csv",),
+        "image_shape": ("csv",),
+        "scale": ("csv",),
+        "name": ("torchvision",),
+        "download": ("torchvision",),
     }
 
     source: DataSource = Field("synthetic", description="Dataset kind.")
@@ -210,7 +222,9 @@ class DataConfig(Section):
         "auto", description="Page-locked batches for faster host→GPU copies; auto = on for CUDA."
     )
     classes: list[str] | None = Field(
-        None, description="image_folder: fixed class order (must match the folder names)."
+        None,
+        description="image_folder: fixed class order (must match the folder names); "
+        "csv: names of labels 0..K-1.",
     )
     extensions: list[str] | None = Field(
         None, description="image_folder: file extensions to read; null = common image types."
@@ -218,6 +232,21 @@ class DataConfig(Section):
     num_classes: int = Field(4, ge=2, le=6, description="synthetic: number of shape classes.")
     samples_per_class: int = Field(300, ge=4, description="synthetic: images generated per class.")
     noise: float = Field(0.1, ge=0, le=1, description="synthetic: strength of background pixel noise.")
+    train: str | None = Field(None, description="csv: the training CSV file.")
+    val: str | None = Field(None, description="csv: validation CSV; null = carved by val_fraction.")
+    test: str | None = Field(None, description="csv: test CSV; null = carved by test_fraction or none.")
+    label_column: str | int = Field("label", description="csv: the label column, by name or 0-based index.")
+    image_shape: list[int] | None = Field(
+        None,
+        description="csv: [C, H, W] of the pixel columns; null = 1 x N x N from the column count.",
+    )
+    scale: Literal["auto", "0-255", "0-1"] = Field(
+        "auto", description="csv: pixel value range; auto = 0-1 if every value is <= 1."
+    )
+    name: str | None = Field(
+        None, description="torchvision: dataset class, e.g. MNIST, FashionMNIST, CIFAR10, SVHN."
+    )
+    download: bool = Field(False, description="torchvision: download the files into root when missing.")
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -238,8 +267,16 @@ class DataConfig(Section):
     def _fractions(self) -> DataConfig:
         if self.val_fraction + (self.test_fraction or 0) >= 1:
             raise ValueError("val_fraction + test_fraction must stay below 1")
-        if self.source == "image_folder" and not self.root:
-            raise ValueError("data.source image_folder needs data.root (the image folder)")
+        if self.source in ("image_folder", "torchvision") and not self.root:
+            raise KeyError_("root", f"source {self.source} needs data.root (a folder)")
+        if self.source == "csv" and not self.train:
+            raise KeyError_("train", "source csv needs data.train (a CSV file)")
+        if self.source == "torchvision" and not self.name:
+            raise KeyError_("name", "source torchvision needs data.name, e.g. MNIST or CIFAR10")
+        if self.image_shape is not None and (
+            len(self.image_shape) != 3 or self.image_shape[0] not in (1, 3) or min(self.image_shape) < 1
+        ):
+            raise KeyError_("image_shape", "image_shape is [C, H, W] with C 1 or 3")
         return self
 
 
@@ -249,8 +286,30 @@ _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+class HeadConfig(Section):
+    """The new classifier put on a torchvision backbone."""
+
+    hidden: list[int] = Field([], description="Hidden widths before the output layer; [] = one Linear.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before each head Linear.")
+    activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu"] = Field(
+        "relu", description="Activation between head layers."
+    )
+
+
+class FreezeUntil(Section):
+    """Freeze every parameter before the named module; train it and everything after."""
+
+    until: str = Field(description="Name of the first trainable module, e.g. features.denseblock4.")
+
+
+TORCHVISION = "torchvision"
+
+
 class ModelConfig(Section):
-    """Which network to build. Keys apply per model family; the rest are refused."""
+    """Which network to build. Keys apply per model family; the rest are refused.
+
+    Families: small_cnn, mlp, and `torchvision` (every other name: a torchvision classifier).
+    """
 
     selector = "name"
     applies_to = {
@@ -261,7 +320,14 @@ class ModelConfig(Section):
         "batch_norm": ("small_cnn",),
         "hidden": ("small_cnn", "mlp"),
         "activation": ("small_cnn", "mlp"),
+        "dropout": ("small_cnn", "mlp"),
+        "weights": (TORCHVISION,),
+        "freeze": (TORCHVISION,),
+        "head": (TORCHVISION,),
     }
+
+    def family(self) -> str:
+        return self.name if self.name in _MODEL_DEFAULTS else TORCHVISION
 
     name: str = Field("small_cnn", description="Model name; see `cnnctl models`.")
     channels: list[int] = Field(
@@ -282,6 +348,20 @@ class ModelConfig(Section):
         0.5, ge=0, lt=1, description="Dropout before each FC layer but the first (small_cnn 0.5, mlp 0.0)."
     )
     log_softmax: bool = Field(False, description="End in LogSoftmax (needed by train.loss: nll).")
+    weights: str = Field(
+        "none",
+        description="torchvision: none (random init), imagenet / DEFAULT (the best ImageNet weights), "
+        "a weights name such as IMAGENET1K_V1, or a path to a state_dict file.",
+    )
+    freeze: Literal["none", "backbone"] | int | FreezeUntil = Field(
+        "none",
+        description="torchvision: none (fine-tune all), backbone (train the head only), "
+        "N (train the last N blocks and the head) or {until: module.name}.",
+    )
+    head: HeadConfig = Field(
+        default_factory=HeadConfig,  # type: ignore[arg-type]
+        description="torchvision: the new classifier, {hidden, dropout, activation}.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -294,9 +374,18 @@ class ModelConfig(Section):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        known = list(_MODEL_DEFAULTS)
-        if value not in known:
-            raise ValueError(f"unknown model '{value}'; allowed: {', '.join(known)}")
+        if value not in _MODEL_DEFAULTS and not is_torchvision_classifier(value):
+            raise ValueError(
+                f"unknown model '{value}'; allowed: {', '.join(_MODEL_DEFAULTS)} or a torchvision "
+                "classifier (alexnet, densenet121, resnet18, ...; `cnnctl models` lists them)"
+            )
+        return value
+
+    @field_validator("freeze")
+    @classmethod
+    def _freeze_count(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("freeze N needs N >= 0 trainable blocks")
         return value
 
     @field_validator("hidden", "channels")
@@ -324,6 +413,9 @@ class OptimizerConfig(Section):
     nesterov: bool = Field(False, description="sgd: Nesterov momentum.")
     betas: list[float] = Field(
         [0.9, 0.999], min_length=2, max_length=2, description="adam, adamw: (beta1, beta2)."
+    )
+    backbone_lr_mult: float = Field(
+        1.0, gt=0, le=1, description="torchvision models: backbone lr = lr x this (the head gets lr)."
     )
 
 
@@ -379,6 +471,12 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this; null = off.")
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision; auto = bf16/fp16 on CUDA, off elsewhere."
+    )
+    unfreeze_at_epoch: int | None = Field(
+        None,
+        ge=2,
+        description="Unfreeze a frozen backbone from this epoch on (backbone lr = lr x "
+        "optimizer.backbone_lr_mult); null = stay as model.freeze says.",
     )
 
     @model_validator(mode="after")
@@ -440,6 +538,38 @@ class RunConfig(Section):
 # --------------------------------------------------------------------------------------
 # Loading, overrides and error messages
 # --------------------------------------------------------------------------------------
+
+
+# torchvision's classification models (torchvision.models.list_models(module=torchvision.models)),
+# known here without importing torch; a test keeps it equal to the installed torchvision's list.
+# A name missing here (a newer torchvision) is looked up in torchvision itself.
+TORCHVISION_CLASSIFIERS = frozenset(
+    """alexnet convnext_base convnext_large convnext_small convnext_tiny densenet121 densenet161
+    densenet169 densenet201 efficientnet_b0 efficientnet_b1 efficientnet_b2 efficientnet_b3
+    efficientnet_b4 efficientnet_b5 efficientnet_b6 efficientnet_b7 efficientnet_v2_l
+    efficientnet_v2_m efficientnet_v2_s googlenet inception_v3 maxvit_t mnasnet0_5 mnasnet0_75
+    mnasnet1_0 mnasnet1_3 mobilenet_v2 mobilenet_v3_large mobilenet_v3_small regnet_x_16gf
+    regnet_x_1_6gf regnet_x_32gf regnet_x_3_2gf regnet_x_400mf regnet_x_800mf regnet_x_8gf
+    regnet_y_128gf regnet_y_16gf regnet_y_1_6gf regnet_y_32gf regnet_y_3_2gf regnet_y_400mf
+    regnet_y_800mf regnet_y_8gf resnet101 resnet152 resnet18 resnet34 resnet50 resnext101_32x8d
+    resnext101_64x4d resnext50_32x4d shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v2_x1_5
+    shufflenet_v2_x2_0 squeezenet1_0 squeezenet1_1 swin_b swin_s swin_t swin_v2_b swin_v2_s
+    swin_v2_t vgg11 vgg11_bn vgg13 vgg13_bn vgg16 vgg16_bn vgg19 vgg19_bn vit_b_16 vit_b_32
+    vit_h_14 vit_l_16 vit_l_32 wide_resnet101_2 wide_resnet50_2""".split()  # noqa: SIM905
+)
+
+
+def is_torchvision_classifier(name: str) -> bool:
+    """Is `name` a torchvision classification model? Imports torchvision only for unknown names."""
+    if name in TORCHVISION_CLASSIFIERS:
+        return True
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        return False
+    try:
+        import torchvision
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return False
+    return name in torchvision.models.list_models(module=torchvision.models)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
