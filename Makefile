@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean docs
 
 install: $(STAMP)
 
@@ -41,3 +41,6 @@ bench: install
 
 clean:
 	rm -rf demo runs .pytest_cache .mypy_cache .ruff_cache
+
+docs: install
+	$(BIN)/python -m cnnctl.config_docs > docs/config.md

@@ -179,7 +179,9 @@ class DataConfig(Section):
 
     source: DataSource = Field("synthetic", description="Dataset kind.")
     root: str | None = Field(
-        None, description="image_folder: folder with class subfolders (or train/val/test)."
+        None,
+        description="image_folder: folder with class subfolders (or train/val/test); "
+        "torchvision: where the dataset files are (or go, with download).",
     )
     image_size: int | list[int] | None = Field(
         None,

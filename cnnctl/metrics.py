@@ -88,9 +88,11 @@ class MetricAccumulator:
         )
         n = max(self.count, 1)
         accuracy = float(confusion.diag().sum()) / n
-        topk = {}
+        # top-k for k >= the class count is trivially 1.0: reported only for k = 1.
+        topk = {1: accuracy}
         for top in self.topk:
-            topk[top] = 1.0 if top >= k else float(self.topk_hits.get(top, 0)) / n
+            if 1 < top < k:
+                topk[top] = float(self.topk_hits.get(top, 0)) / n
         return EvalResult(
             loss=float(self.loss_sum) / n,
             accuracy=accuracy,
