@@ -99,12 +99,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        globals_ = [ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln]
-        if not globals_:
+        text = str(err)
+        if "weights only load failed" not in text.lower():
             raise CheckpointError(f"{path}: not a readable checkpoint (corrupt pickle data)") from None
+        globals_ = [ln.strip() for ln in text.splitlines() if "global" in ln.lower()]
         raise CheckpointError(
             f"{path}: refused to load: it holds objects other than tensors and plain data "
-            f"(loading it could run code): {globals_[0]}"
+            f"(loading it could run code): {globals_[0] if globals_ else 'unsupported content'}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(
