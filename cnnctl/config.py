@@ -31,7 +31,17 @@ from cnnctl.errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` and `5E+2` as floats, as YAML 1.2 (and every user) does."""
+    """SafeLoader with YAML 1.2 scalars: `1e-3` is a float, and only true/false are booleans
+    (YAML 1.1 would read `amp: off` as False and `lr: 1e-3` as a string)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 _Loader.add_implicit_resolver(

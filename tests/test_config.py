@@ -37,6 +37,15 @@ def test_overrides_are_yaml_typed_and_create_sections() -> None:
     assert cfg.train.epochs == 3 and cfg.optimizer.lr == 0.01 and cfg.data.augment.hflip
 
 
+def test_yaml_1_2_booleans(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  amp: off\ndata:\n  augment:\n    hflip: true\n")
+    cfg = load_config(path)
+    assert cfg.train.amp == "off" and cfg.data.augment.hflip is True
+    with pytest.raises(ConfigError, match="train.amp: got 'no'; allowed: 'auto', 'off', 'bf16' or 'fp16'"):
+        load_config(path, ["train.amp=no"])
+
+
 def test_yaml_1_2_floats() -> None:
     assert validate({"optimizer": {"lr": 1e-3}}).optimizer.lr == 0.001
     path_cfg = apply_overrides({}, ["optimizer.lr=5E-4"])

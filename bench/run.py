@@ -1,0 +1,217 @@
+"""Side-by-side benchmarks: cnnctl against the plain loop a user would write by hand.
+
+Each case runs both, alternating, several repeats in one process run, and prints the
+median seconds of each and the ratio plain / cnnctl (> 1 means cnnctl is faster).
+Results go to bench/results.md with the machine's description.
+
+    python bench/run.py                 # every case
+    python bench/run.py --cases 1 5     # some cases
+    python bench/run.py --quick         # fewer repeats and samples (a smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cnnctl import workflows  # noqa: E402
+from cnnctl.config import load_config  # noqa: E402
+from cnnctl.data import build_splits  # noqa: E402
+
+
+@dataclass
+class Result:
+    case: str
+    plain: list[float]
+    cnnctl: list[float]
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.plain) / statistics.median(self.cnnctl)
+
+
+def alternate(
+    repeats: int, plain: Callable[[], float], ours: Callable[[], float]
+) -> tuple[list[float], list[float]]:
+    """Run plain, cnnctl, plain, cnnctl, ... and collect the seconds each reports."""
+    a, b = [], []
+    for i in range(repeats):
+        if i % 2 == 0:
+            a.append(plain())
+            b.append(ours())
+        else:
+            b.append(ours())
+            a.append(plain())
+    return a, b
+
+
+# --------------------------------------------------------------------------------------
+# Case 1: the classic MNIST net on in-memory 28x28 data, batch 64, Adam
+# --------------------------------------------------------------------------------------
+
+
+def classic_net() -> nn.Module:
+    """The textbook MNIST CNN, written out as a user would."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 4),
+    )  # fmt: skip
+
+
+def case1(quick: bool, repeats: int) -> Result:
+    per_class = 300 if quick else 1000
+    epochs = 1 if quick else 2
+    overrides = [
+        "data.source=synthetic", "data.channels=1", "data.image_size=28", f"data.samples_per_class={per_class}",
+        "data.batch_size=64", "data.val_fraction=0.1", "model.name=small_cnn", "optimizer.name=adam",
+        f"train.epochs={epochs}", "device=cpu", "train.amp=off",
+    ]  # fmt: skip
+    out = Path(tempfile.mkdtemp(prefix="cnnctl-bench-"))
+    cfg = load_config(None, [*overrides, f"output.dir={out}"])
+    splits = build_splits(cfg.data, cfg.seed)
+    mean, std = splits.input.mean[0], splits.input.std[0]
+
+    def tensors(ds) -> TensorDataset:  # the plain loop gets ready float tensors, as tutorials do
+        return TensorDataset((ds.images.float() / 255 - mean) / std, ds.labels)
+
+    train_ds, val_ds = tensors(splits.train), tensors(splits.val)
+
+    def plain() -> float:
+        torch.manual_seed(0)
+        model = classic_net()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = nn.CrossEntropyLoss()
+        train_loader = DataLoader(train_ds, batch_size=64, shuffle=True)
+        val_loader = DataLoader(val_ds, batch_size=64)
+        start = time.perf_counter()
+        for _ in range(epochs):
+            model.train()
+            for x, y in train_loader:
+                optimizer.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                for x, y in val_loader:
+                    loss_fn(model(x), y)
+        return time.perf_counter() - start
+
+    def ours() -> float:
+        outcome = workflows.train(cfg, "bench", force=True)
+        return float(sum(row["seconds"] for row in outcome.state.history))
+
+    a, b = alternate(repeats, plain, ours)
+    return Result(
+        f"1. small CNN, in-memory 28x28, {len(splits.train)} train imgs x {epochs} epochs",
+        a,
+        b,
+        "epoch time incl. validation; cnnctl also writes best.pt/last.pt and metrics.csv every epoch",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Case 5: start-up
+# --------------------------------------------------------------------------------------
+
+
+def case5(quick: bool, repeats: int) -> list[Result]:
+    cli = [sys.executable, "-m", "cnnctl"]
+    config = ROOT / "configs" / "demo.yaml"
+
+    def timed(args: list[str]) -> float:
+        start = time.perf_counter()
+        subprocess.run(args, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    bare = [sys.executable, "-c", "pass"]
+    results = []
+    for label, args in (
+        ("--help", [*cli, "--help"]),
+        ("config validate", [*cli, "config", "validate", str(config)]),
+    ):
+        a, b = alternate(repeats, lambda: timed(bare), lambda args=args: timed(args))
+        results.append(
+            Result(f"5. start-up: cnnctl {label} (plain = bare `python -c pass`)", a, b, "target < 0.5 s")
+        )
+    return results
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"Python {platform.python_version()}, {datetime.date.today().isoformat()}"
+    )
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| case | plain loop (median s) | cnnctl (median s) | ratio plain/cnnctl | note |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.case} | {statistics.median(r.plain):.3f} | {statistics.median(r.cnnctl):.3f} | "
+            f"**{r.ratio:.2f}** | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", nargs="*", type=int, default=[1, 5])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    args = parser.parse_args()
+    repeats = args.repeats or (2 if args.quick else 4)
+    results: list[Result] = []
+    for case in args.cases:
+        print(f"case {case} ...", flush=True)
+        if case == 1:
+            results.append(case1(args.quick, repeats))
+        elif case == 5:
+            results += case5(args.quick, max(repeats, 5))
+        else:
+            parser.error(f"unknown case {case}")
+        print(table(results[-1:]).splitlines()[-1], flush=True)
+    text = (
+        f"# Benchmarks\n\nMachine: {machine()}\n\nCommand: `python bench/run.py {' '.join(sys.argv[1:])}`\n\n"
+    )
+    text += table(results) + "\n"
+    args.out.write_text(text, encoding="utf-8")
+    print()
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
