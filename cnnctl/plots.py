@@ -1,0 +1,75 @@
+"""PNG plots of a run: loss/accuracy curves and confusion matrices (matplotlib, Agg backend).
+
+Drawn once, after training or evaluation, never inside the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves(history: Sequence[dict[str, Any]], best_epoch: int, out: Path) -> Path:
+    """Train vs val loss and accuracy per epoch, the best epoch marked."""
+    plt = _pyplot()
+    epochs = [int(r["epoch"]) for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
+        ax.plot(epochs, [float(r[f"train_{key}"]) for r in history], marker="o", label="train")
+        ax.plot(epochs, [float(r[f"val_{key}"]) for r in history], marker="o", label="val")
+        if best_epoch:
+            ax.axvline(
+                best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})"
+            )
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: Path, title: str = "") -> Path:
+    """Counts (left) and row-normalised rates (right), rows = true class, columns = predicted."""
+    import numpy as np
+
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=np.float64)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    side = min(4 + 0.45 * n, 24)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side, side), dpi=100)
+    for ax, data, label, fmt in (
+        (axes[0], counts, "counts", "{:.0f}"),
+        (axes[1], rates, "normalised", "{:.2f}"),
+    ):
+        ax.imshow(data, cmap="Blues", vmin=0)
+        ax.set_xticks(range(n), classes, rotation=45, ha="right")
+        ax.set_yticks(range(n), classes)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{title} confusion matrix ({label})".strip())
+        if n <= 30:
+            top = data.max() or 1
+            for i in range(n):
+                for j in range(n):
+                    colour = "white" if data[i, j] > top / 2 else "black"
+                    ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", color=colour, fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
