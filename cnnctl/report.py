@@ -59,10 +59,12 @@ class ConsoleProgress:
         self.console, self.live, self.quiet = console, live and not quiet, quiet
         self.bar: Any = None
         self.epochs = 0
+        self.samples = 0
         self.best_marker = ""
 
     def start_epoch(self, epoch: int, epochs: int, batches: int) -> None:
         self.epochs = epochs
+        self.samples = 0
         if self.live:
             from tqdm import tqdm
 
@@ -77,9 +79,11 @@ class ConsoleProgress:
 
     def batch(self, samples: int, loss: float | None) -> None:
         if self.bar is not None:
+            self.samples += samples
             self.bar.update(1)
             if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                rate = self.samples / max(self.bar.format_dict["elapsed"], 1e-9)
+                self.bar.set_postfix_str(f"loss {loss:.4f}, {rate:.0f} img/s", refresh=False)
 
     def end_epoch(self, row: Any) -> None:
         if self.bar is not None:
@@ -87,6 +91,21 @@ class ConsoleProgress:
             self.bar = None
         if not self.quiet:
             self.console.print(epoch_line(row, self.epochs), highlight=False)
+
+
+def runs_table(records: list[dict[str, Any]]) -> Table:
+    table = Table(title="runs", title_justify="left")
+    for col in ("name", "model", "dataset", "epochs", "best val loss", "test acc", "date"):
+        table.add_column(col, justify="right" if col in ("epochs", "best val loss", "test acc") else "left")
+    for r in records:
+        if r["status"] != "done":
+            table.add_row(r["name"], f"({r['status']})", "", "", "", "", "")
+            continue
+        table.add_row(
+            r["name"], str(r["model"]), str(r["dataset"]), str(r["epochs"]),
+            _num(r["best_val_loss"]), _num(r["test_acc"]), str(r["date"]).replace("T", " "),
+        )  # fmt: skip
+    return table
 
 
 def train_table(summary: dict[str, Any]) -> Table:

@@ -33,3 +33,43 @@ def create_run_dir(parent: str | Path, name: str, force: bool = False) -> Path:
         except FileExistsError:
             suffix += 1
             target = parent / f"{name}-{suffix}"
+
+
+def list_runs(parent: str | Path) -> list[dict[str, object]]:
+    """One record per run directory under `parent` (newest first), read from summary.json."""
+    import datetime
+    import json
+
+    parent = Path(parent)
+    if not parent.is_dir():
+        raise ConfigError(f"{parent}: no runs folder here")
+    records: list[dict[str, object]] = []
+    for run in sorted(p for p in parent.iterdir() if p.is_dir()):
+        summary_file = run / "summary.json"
+        if not summary_file.is_file():
+            if (run / "config.yaml").is_file():
+                records.append({"name": run.name, "status": "incomplete", "path": str(run)})
+            continue
+        try:
+            summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            records.append({"name": run.name, "status": "unreadable summary", "path": str(run)})
+            continue
+        test = summary.get("test") or {}
+        stamp = datetime.datetime.fromtimestamp(summary_file.stat().st_mtime)
+        records.append(
+            {
+                "name": run.name,
+                "status": "done",
+                "model": summary.get("model"),
+                "dataset": summary.get("dataset"),
+                "epochs": summary.get("epochs_run"),
+                "best_epoch": summary.get("best_epoch"),
+                "best_val_loss": summary.get("best_val_loss"),
+                "test_acc": test.get("accuracy"),
+                "date": stamp.isoformat(timespec="seconds"),
+                "path": str(run),
+            }
+        )
+    records.sort(key=lambda r: str(r.get("date", "")), reverse=True)
+    return records
