@@ -130,6 +130,50 @@ def case1(quick: bool, repeats: int) -> Result:
 
 
 # --------------------------------------------------------------------------------------
+# Case 4: predict on a folder of files
+# --------------------------------------------------------------------------------------
+
+
+def case4(quick: bool, repeats: int) -> Result:
+    from cnnctl.data.synthetic import write_image_folder
+    from cnnctl.data.transforms import load_for_model
+
+    work = Path(tempfile.mkdtemp(prefix="cnnctl-bench-"))
+    per_class = 100 if quick else 500
+    write_image_folder(work / "images", 4, per_class, 64, seed=1, noise=0.1)
+    cfg = load_config(
+        None,
+        [
+            "data.samples_per_class=50", "data.image_size=32", "train.epochs=1", "device=cpu",
+            f"output.dir={work / 'runs'}",
+        ],
+    )  # fmt: skip
+    run = workflows.train(cfg, "predict-bench").run_dir
+    loaded = workflows.load_model(run / "best.pt", "cpu")
+    model, spec = loaded.stepper.model.eval(), loaded.input
+    mean = torch.tensor(spec.mean).reshape(1, -1, 1, 1)
+    std = torch.tensor(spec.std).reshape(1, -1, 1, 1)
+    files = sorted((work / "images").rglob("*.png"))
+
+    def plain() -> float:  # open → transform → model(x[None]), one image at a time
+        start = time.perf_counter()
+        with torch.no_grad():
+            for path in files:
+                x = (load_for_model(path, spec).float()[None] / 255 - mean) / std
+                model(x).softmax(dim=1)
+        return time.perf_counter() - start
+
+    def ours() -> float:
+        start = time.perf_counter()
+        count = sum(1 for _ in workflows.predict(run / "best.pt", [work / "images"], device="cpu"))
+        assert count == len(files)
+        return time.perf_counter() - start
+
+    a, b = alternate(repeats, plain, ours)
+    return Result(f"4. predict {len(files)} PNG files (64px → 32px), small CNN", a, b, "target ≥ 3")
+
+
+# --------------------------------------------------------------------------------------
 # Case 5: start-up
 # --------------------------------------------------------------------------------------
 
@@ -188,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--cases", nargs="*", type=int, default=[1, 5])
+    parser.add_argument("--cases", nargs="*", type=int, default=[1, 4, 5])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
@@ -199,6 +243,8 @@ def main() -> None:
         print(f"case {case} ...", flush=True)
         if case == 1:
             results.append(case1(args.quick, repeats))
+        elif case == 4:
+            results.append(case4(args.quick, repeats))
         elif case == 5:
             results += case5(args.quick, max(repeats, 5))
         else:
