@@ -235,11 +235,61 @@ def data_synth(
 
 @app.command()
 def models(json_: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """List the model names `model.name` accepts."""
-    from cnnctl.models import list_models
+    """List the model names `model.name` accepts, with the pretrained weights of each."""
 
-    names = list_models()
-    typer.echo(json.dumps(names) if json_ else "\n".join(names))
+    def body() -> None:
+        from cnnctl.models import list_models
+        from cnnctl.models.transfer import describe
+
+        torchvision = {row["name"]: row for row in describe()}
+        rows = [
+            torchvision.get(name, {"name": name, "family": name, "weights": [], "default_weights": None})
+            for name in list_models()
+        ]
+        if json_:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        width = max(len(row["name"]) for row in rows)
+        for row in rows:
+            weights = f"  weights: {', '.join(row['weights'])}" if row["weights"] else ""
+            typer.echo(f"{row['name']:<{width}}  {row['family']:<11}{weights}".rstrip())
+
+    _guard(body)
+
+
+@app.command()
+def summary(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            help="A YAML config (.yaml/.yml), a checkpoint (.pt) or a run directory.", show_default=False
+        ),
+    ],
+    set_: SetOption = None,
+    depth: Annotated[int, typer.Option(min=1, help="Nesting levels of layers to list.")] = 2,
+    json_: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Layers, output shapes, parameter counts (total / trainable / frozen) and MACs of a model.
+
+    A config's model is built as training builds it; a checkpoint's is rebuilt from it alone.
+    Pretrained weights are never loaded or downloaded here.
+    """
+
+    def body() -> None:
+        from cnnctl import summary as summaries
+
+        if target.suffix.lower() in (".yaml", ".yml"):
+            result = summaries.summarize_config(_load(target, set_), str(target), depth)
+        else:
+            if set_:
+                raise _usage("--set applies to a config, not to a checkpoint")
+            result = summaries.summarize_checkpoint(target, depth)
+        if json_:
+            typer.echo(json.dumps(result.to_plain(), indent=2))
+        else:
+            _console().print(summaries.summary_table(result))
+
+    _guard(body)
 
 
 @app.callback(invoke_without_command=True)

@@ -1,7 +1,8 @@
 """The loops: train one epoch, evaluate a split, predict batches, and `fit` over epochs.
 
 The engine takes objects (model, loaders, optimizer, ...) and knows nothing of YAML,
-files or the terminal: it reports through the `Progress` hooks and `on_epoch_end`.
+files or the terminal: it reports through the `Progress` hooks, `on_epoch_start` and
+`on_epoch_end`.
 """
 
 from __future__ import annotations
@@ -198,14 +199,18 @@ def fit(
     state: FitState,
     progress: Progress,
     on_epoch_end: Callable[[EpochRow, FitState, bool], None],
+    on_epoch_start: Callable[[int], None] | None = None,
 ) -> FitState:
     """Train → validate each epoch from `state.epoch + 1`; `on_epoch_end` saves checkpoints.
 
+    `on_epoch_start(epoch)` runs before an epoch's first batch (e.g. to unfreeze layers).
     `on_epoch_end(row, state, is_best)` is called after the state is updated, so a
     checkpoint written there holds everything a resume needs.
     """
     assert stepper.schedule is not None
     for epoch in range(state.epoch + 1, settings.epochs + 1):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         started = time.perf_counter()
         lr = stepper.schedule.lr
         train.set_epoch(epoch)

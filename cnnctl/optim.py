@@ -29,7 +29,13 @@ def num_outputs(kind: str, num_classes: int) -> int:
 def build_optimizer(
     cfg: OptimizerConfig, params: Iterable[Any], device: torch.device
 ) -> torch.optim.Optimizer:
-    """The configured optimizer; `foreach` kernels where the device has them."""
+    """The configured optimizer; `foreach` kernels where the device has them.
+
+    `params` is parameters or param-group dicts (a group's own `lr` overrides cfg.lr). Every
+    group exists from the start, so the schedule (LambdaLR keeps one base lr per group)
+    scales each group from its own lr; parameters that do not train yet (requires_grad
+    False, no gradient) sit in their group untouched: torch optimizers skip them.
+    """
     params = list(params)
     common: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.name == "sgd":
@@ -73,6 +79,7 @@ class Schedule:
 
     @property
     def lr(self) -> float:
+        """The first group's lr (the head's, for torchvision models)."""
         return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:

@@ -6,8 +6,10 @@ results; `cli.py` only parses options and prints through `report.py`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnctl import checkpoint as ckpt
-from cnnctl.config import RunConfig, dump_yaml, load_config, validate
+from cnnctl.config import TORCHVISION, RunConfig, dump_yaml, load_config, validate
 from cnnctl.data import (
     ArrayDataset,
     FileDataset,
     LabelledDataset,
+    Splits,
     build_splits,
     folder_eval_set,
     make_loader,
@@ -58,6 +61,49 @@ class TrainOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def resolve_config(cfg: RunConfig) -> RunConfig:
+    """The config as it will train: for torchvision models, weights named exactly and the data
+    defaults their weights imply (input size, resize, mean/std); other models unchanged."""
+    if cfg.model.family() != TORCHVISION:
+        return cfg
+    from cnnctl.models.transfer import resolve_run_config
+
+    return resolve_run_config(cfg)
+
+
+def model_spec(cfg: RunConfig, splits: Splits) -> tuple[ModelSpec, str]:
+    """The spec of the network `cfg` trains on `splits`, and what its outputs are."""
+    kind = output_kind(cfg.train.loss, cfg.model.log_softmax)
+    if cfg.train.loss == "bce_with_logits" and len(splits.classes) != 2:
+        raise ConfigError(f"train.loss: bce_with_logits needs 2 classes, the data has {len(splits.classes)}")
+    return ModelSpec(cfg.model.to_plain(), num_outputs(kind, len(splits.classes)), splits.input.shape), kind
+
+
+class _SayHandler(logging.Handler):
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.say(record.getMessage())
+
+
+@contextlib.contextmanager
+def _logs_to(say: Callable[[str], None]) -> Iterator[None]:
+    """Show the `cnnctl` logger's info lines (weights loaded, head replaced, ...) through `say`."""
+    logger = logging.getLogger("cnnctl")
+    handler = _SayHandler(say)
+    level = logger.level
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def train(
     cfg: RunConfig,
     run_name: str,
@@ -68,24 +114,34 @@ def train(
 ) -> TrainOutcome:
     """Train a model as `cfg` says; write the run directory; evaluate best.pt on test."""
     say = log or (lambda message: None)
-    progress = progress or SilentProgress()
+    with _logs_to(say):
+        return _train(cfg, run_name, force, progress or SilentProgress(), say)
+
+
+def _train(
+    cfg: RunConfig, run_name: str, force: bool, progress: Progress, say: Callable[[str], None]
+) -> TrainOutcome:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.train.amp, device)
+    cfg = resolve_config(cfg)
     splits = build_splits(cfg.data, cfg.seed)
-    kind = output_kind(cfg.train.loss, cfg.model.log_softmax)
-    if cfg.train.loss == "bce_with_logits" and len(splits.classes) != 2:
-        raise ConfigError(f"train.loss: bce_with_logits needs 2 classes, the data has {len(splits.classes)}")
-    spec = ModelSpec(cfg.model.to_plain(), num_outputs(kind, len(splits.classes)), splits.input.shape)
+    spec, kind = model_spec(cfg, splits)
     seed_everything(cfg.seed)  # model init does not depend on how much randomness the data used
-    model = build_model(spec).to(device)
+    model = build_model(spec)
+    if cfg.model.family() == TORCHVISION:
+        from cnnctl.models.transfer import load_pretrained
+
+        load_pretrained(model, cfg.model.weights)  # the only place weights are read or downloaded
+    model = model.to(device)
+    unfreeze = _unfreezer(model, cfg)
 
     workers = resolve_workers(cfg.data, splits.in_memory)
     pin = cfg.data.pin_memory is True or (cfg.data.pin_memory == "auto" and device.type == "cuda")
     batch = cfg.data.batch_size
     train_batches = make_loader(splits.train, batch, shuffle=True, seed=cfg.seed, workers=workers, pin=pin)
     val_batches = make_loader(splits.val, batch, shuffle=False, seed=cfg.seed, workers=workers, pin=pin)
-    optimizer = build_optimizer(cfg.optimizer, (p for p in model.parameters() if p.requires_grad), device)
+    optimizer = build_optimizer(cfg.optimizer, _optimizer_params(model, cfg), device)
     schedule = Schedule(cfg.scheduler, optimizer, cfg.train.epochs, len(train_batches))
     stepper = Stepper(
         model,
@@ -136,7 +192,15 @@ def train(
 
     settings = FitSettings(cfg.train.epochs, cfg.train.monitor, cfg.train.patience, cfg.train.min_delta)
     state = fit(
-        stepper, train_batches, val_batches, splits.classes, settings, FitState(), progress, on_epoch_end
+        stepper,
+        train_batches,
+        val_batches,
+        splits.classes,
+        settings,
+        FitState(),
+        progress,
+        on_epoch_end,
+        on_epoch_start=unfreeze,
     )
 
     best = ckpt.load_checkpoint(run_dir / "best.pt", map_location=device) if state.best_epoch else None
@@ -174,6 +238,48 @@ def train(
     return TrainOutcome(run_dir, state, best_row, test_result, str(device), summary)
 
 
+def _optimizer_params(model: torch.nn.Module, cfg: RunConfig) -> list[Any]:
+    """What the optimizer gets: the trainable parameters, or per-group dicts for a TransferNet
+    (head at optimizer.lr, backbone at lr x backbone_lr_mult; the frozen backbone joins its
+    group from the start when train.unfreeze_at_epoch will unfreeze it)."""
+    param_groups = getattr(model, "param_groups", None)
+    if param_groups is not None:
+        keep_frozen = cfg.train.unfreeze_at_epoch is not None
+        groups: list[Any] = param_groups(cfg.optimizer.lr, cfg.optimizer.backbone_lr_mult, keep_frozen)
+        return groups
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _unfreezer(model: torch.nn.Module, cfg: RunConfig) -> Callable[[int], None] | None:
+    """The on_epoch_start hook of train.unfreeze_at_epoch: unfreeze the backbone at that epoch."""
+    at = cfg.train.unfreeze_at_epoch
+    if at is None:
+        return None
+    unfreeze = getattr(model, "unfreeze", None)
+    has_frozen = getattr(model, "has_frozen", None)
+    if unfreeze is None or has_frozen is None:
+        raise ConfigError(
+            "train.unfreeze_at_epoch: applies to torchvision models with model.freeze set; remove it"
+        )
+    if not has_frozen():
+        raise ConfigError("train.unfreeze_at_epoch: nothing is frozen (model.freeze: none); remove it")
+    if at > cfg.train.epochs:
+        logging.getLogger("cnnctl").info(
+            f"train.unfreeze_at_epoch {at} is after the last epoch ({cfg.train.epochs}): "
+            "the backbone stays frozen"
+        )
+
+    def on_epoch_start(epoch: int) -> None:
+        if epoch >= at and has_frozen():
+            count = unfreeze()
+            logging.getLogger("cnnctl").info(
+                f"epoch {epoch}: backbone unfrozen ({count:,} parameters now train at lr x "
+                f"{cfg.optimizer.backbone_lr_mult:g})"
+            )
+
+    return on_epoch_start
+
+
 # --------------------------------------------------------------------------------------
 # Rebuilding from a checkpoint
 # --------------------------------------------------------------------------------------
@@ -190,7 +296,11 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, device_name: str = "auto") -> LoadedModel:
-    """Rebuild the network from a checkpoint alone (no config file, no downloads)."""
+    """Rebuild the network from a checkpoint alone (no config file, no downloads).
+
+    `build_model` makes the architecture with random weights (it never reads `model.weights`),
+    then the stored state_dict replaces them.
+    """
     data = ckpt.load_checkpoint(path)
     device = resolve_device(device_name)
     try:

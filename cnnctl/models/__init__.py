@@ -3,6 +3,11 @@
 Builders register themselves with `@register("name")`; a duplicate name is a programming
 error. `build_model` is the only way the rest of cnnctl makes a network, so a checkpoint
 can rebuild exactly what was trained from `model_spec` alone.
+
+Built-in families: small_cnn and mlp (`simple.py`), and every torchvision classifier
+(`transfer.py`, registered under its torchvision name and imported only when needed, as
+it imports torchvision). A builder never loads pretrained weights, so building (and so
+rebuilding a checkpoint) never downloads anything.
 """
 
 from __future__ import annotations
@@ -54,20 +59,29 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
 
 def list_models() -> list[str]:
-    """Names cnnctl can build."""
-    _load_builtin()
+    """Names cnnctl can build (imports torchvision, builds nothing)."""
+    _load_builtin(torchvision=True)
     return sorted(_REGISTRY)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """Build the network a spec describes (weights freshly initialised)."""
+    """Build the network a spec describes (weights freshly initialised, never downloaded)."""
     _load_builtin()
     name = str(spec.config["name"])
     builder = _REGISTRY.get(name)
     if builder is None:
-        raise ConfigError(f"model.name: unknown model '{name}'; allowed: {', '.join(list_models())}")
+        _load_builtin(torchvision=True)
+        builder = _REGISTRY.get(name)
+    if builder is None:
+        raise ConfigError(
+            f"model.name: unknown model '{name}'; allowed: small_cnn, mlp or a torchvision "
+            "classifier (`cnnctl models` lists them)"
+        )
     return builder(spec)
 
 
-def _load_builtin() -> None:
+def _load_builtin(torchvision: bool = False) -> None:
     from cnnctl.models import simple  # noqa: F401  (registers small_cnn, mlp)
+
+    if torchvision:
+        from cnnctl.models import transfer  # noqa: F401  (registers every torchvision classifier)
