@@ -33,6 +33,7 @@ from cnnctl.errors import CheckpointError, RunFailed
 FORMAT = "cnnctl-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED = ("model", "model_spec", "output_kind", "classes", "input", "config")
+RESUME_KEYS = ("train_state", "optimizer", "schedule", "scaler", "rng")  # last.pt only
 
 
 def versions() -> dict[str, str]:
@@ -133,7 +134,13 @@ def plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def rng_state() -> dict[str, Any]:
     import random
 
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    import numpy as np
+
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": _numpy_plain(np.random.get_state()),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -142,11 +149,22 @@ def rng_state() -> dict[str, Any]:
 def restore_rng(state: dict[str, Any]) -> None:
     import random
 
+    import numpy as np
+
     torch.set_rng_state(state["torch"])
     random.setstate(_as_tuple(state["python"]))
+    if "numpy" in state:
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _numpy_plain(state: Any) -> list[Any]:
+    """numpy's legacy RNG state with its key array as a tensor (weights_only can load it)."""
+    kind, keys, pos, has_gauss, gauss = state
+    return [str(kind), torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(gauss)]

@@ -78,30 +78,63 @@ def _load(config: Path, overrides: list[str] | None, extra: list[str] | None = N
 
 @app.command()
 def train(
-    config: ConfigArg,
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="YAML config file (optional with --resume).", show_default=False),
+    ] = None,
     set_: SetOption = None,
     device: DeviceOption = None,
     name: Annotated[str | None, typer.Option(help="Run name: the run goes to <output.dir>/<name>.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing run of the same name.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue a run from its last completed epoch: its run dir or its last.pt.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing run of the same name; with --resume, accept a changed "
+            "train.epochs / patience / min_delta / grad_clip / nan_policy / deterministic.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch output.")] = False,
 ) -> None:
-    """Train a model: train → validate every epoch → test best.pt at the end."""
+    """Train a model: train → validate every epoch → test best.pt at the end.
+
+    Ctrl-C or SIGTERM stops at the next batch (exit 130 / 143); last.pt keeps the last
+    completed epoch and `--resume RUN_DIR` continues from it.
+    """
 
     def body() -> None:
         extra = [f"device={device}"] if device else []
         extra += [f"output.name={name}"] if name else []
-        cfg = _load(config, set_, extra)
         from cnnctl import workflows
         from cnnctl.report import ConsoleProgress, train_table
+
+        point = None
+        if resume is not None:
+            if name:
+                raise _usage("--name does not apply with --resume: the run continues in its own folder")
+            cfg, point = workflows.prepare_resume(resume, config, [*(set_ or []), *extra], force)
+            run_name = point.run_dir.name
+        elif config is None:
+            raise _usage("give a CONFIG file (or --resume RUN_DIR to continue a run)")
+        else:
+            cfg = _load(config, set_, extra)
+            run_name = cfg.output.name or config.stem
 
         console = _console()
         progress = ConsoleProgress(console, live=sys.stderr.isatty(), quiet=quiet)
         outcome = workflows.train(
             cfg,
-            cfg.output.name or config.stem,
-            force=force,
+            run_name,
+            force=force and resume is None,
             progress=progress,
             log=None if quiet else lambda m: console.print(m, highlight=False),
+            resume=point,
         )
         console.print(train_table(outcome.summary))
 

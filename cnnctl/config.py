@@ -484,6 +484,16 @@ class TrainConfig(Section):
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision; auto = bf16/fp16 on CUDA, off elsewhere."
     )
+    nan_policy: Literal["stop", "skip_batch"] = Field(
+        "stop",
+        description="A non-finite training loss: stop (exit 1, best.pt kept) or skip_batch "
+        "(no step for that batch, counted and reported; an epoch with every batch skipped stops).",
+    )
+    deterministic: bool = Field(
+        False,
+        description="torch.use_deterministic_algorithms(True) (warn-only where an op has no "
+        "deterministic kernel) and cuDNN benchmark off; slower on GPU, CPU runs repeat without it.",
+    )
     unfreeze_at_epoch: int | None = Field(
         None,
         ge=2,

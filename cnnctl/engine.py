@@ -98,10 +98,16 @@ class Stepper:
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         schedule: Schedule | None = None,
         grad_clip: float | None = None,
+        nan_policy: str = "stop",
+        should_stop: Callable[[], bool] | None = None,
     ):
         self.model, self.device, self.precision, self.kind = model, device, precision, kind
         self.normalizer = normalizer.to(device)
         self.optimizer, self.loss_fn, self.schedule, self.grad_clip = optimizer, loss_fn, schedule, grad_clip
+        self.nan_policy = nan_policy
+        self.should_stop = should_stop  # polled before every batch: a signal asked the run to stop
+        self.skipped = 0  # batches skipped for a non-finite loss (nan_policy skip_batch), this epoch
+        self.position = (0, 0)  # (epoch, batch) being worked on, for messages
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
         self.non_blocking = device.type == "cuda"
 
@@ -127,16 +133,27 @@ class Stepper:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
+        self.skipped = 0
         for index, (x_cpu, y_cpu) in enumerate(batches, start=1):
+            self.position = (epoch, index)
+            self._poll_stop()
             x, y = self.to_device(x_cpu, y_cpu)
             outputs = self.forward(x)
             loss = self.loss_fn(outputs.float(), y)
             if not torch.isfinite(loss):
-                raise RunFailed(
-                    f"non-finite training loss ({float(loss.detach())}) at epoch {epoch}, batch {index}, "
-                    f"lr {self.optimizer.param_groups[0]['lr']:.3g}: lower optimizer.lr or set "
-                    "train.grad_clip; best.pt is kept as it was"
-                )
+                where = f"at epoch {epoch}, batch {index}, lr {self.optimizer.param_groups[0]['lr']:.3g}"
+                if self.nan_policy != "skip_batch":
+                    raise RunFailed(
+                        f"non-finite training loss ({float(loss.detach())}) {where}: lower "
+                        "optimizer.lr, set train.grad_clip, or train.nan_policy: skip_batch; "
+                        "best.pt is kept as it was"
+                    )
+                self.skipped += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.schedule is not None:
+                    self.schedule.step_batch()  # the lr follows the step count, skipped or not
+                progress.batch(int(y.shape[0]), None)
+                continue
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.grad_clip is not None:
@@ -152,7 +169,16 @@ class Stepper:
             correct += (predicted_labels(outputs.detach(), self.kind) == y).sum()
             shown = float(loss.detach()) if self.device.type == "cpu" or index % 20 == 0 else None
             progress.batch(n, shown)
+        if self.skipped and not seen:
+            raise RunFailed(
+                f"every training batch of epoch {epoch} had a non-finite loss ({self.skipped} "
+                "skipped): lower optimizer.lr or set train.grad_clip; best.pt is kept as it was"
+            )
         return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
+
+    def _poll_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise StopRequested(*self.position)
 
     @torch.inference_mode()
     def evaluate(self, batches: Batches, classes: list[str], topk: tuple[int, ...] = (1,)) -> EvalResult:
@@ -160,6 +186,7 @@ class Stepper:
         self.model.eval()
         acc = MetricAccumulator(classes, topk)
         for x_cpu, y_cpu in batches:
+            self._poll_stop()
             x, y = self.to_device(x_cpu, y_cpu)
             outputs = self.forward(x)
             acc.update(probabilities(outputs, self.kind), y, eval_loss_sum(outputs, y, self.kind))
@@ -171,6 +198,14 @@ class Stepper:
         self.model.eval()
         x = self.normalizer(x_cpu.to(self.device, non_blocking=self.non_blocking))
         return probabilities(self.forward(x), self.kind).cpu()
+
+
+class StopRequested(Exception):
+    """Raised at a batch boundary when `should_stop` says so (a signal arrived)."""
+
+    def __init__(self, epoch: int, batch: int):
+        super().__init__(f"stop requested at epoch {epoch}, batch {batch}")
+        self.epoch, self.batch = epoch, batch
 
 
 def predicted_labels(outputs: torch.Tensor, kind: str) -> torch.Tensor:

@@ -35,3 +35,11 @@ class RunFailed(CnnctlError):
     """Training started but could not finish (non-finite loss, disk full, ...)."""
 
     exit_code = 1
+
+
+class Interrupted(CnnctlError):
+    """A signal stopped training (exit 130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

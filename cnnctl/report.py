@@ -30,11 +30,17 @@ def write_json(path: Path, data: Any) -> None:
 class MetricsLog:
     """metrics.csv, one row per epoch, flushed as each epoch ends."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None):
+        """Start the file (header only), or with `rows` rewrite it to hold exactly those rows
+        (a resumed run drops any row of an epoch whose checkpoint was never written)."""
         self.path = path
-        if not path.exists():
-            with open(path, "w", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerow(METRIC_COLUMNS)
+        if rows is not None or not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(METRIC_COLUMNS)
+                writer.writerows([_fmt(row[c]) for c in METRIC_COLUMNS] for row in rows or [])
+            tmp.replace(path)
 
     def append(self, row: dict[str, Any]) -> None:
         with open(self.path, "a", newline="", encoding="utf-8") as handle:
@@ -85,10 +91,14 @@ class ConsoleProgress:
                 rate = self.samples / max(self.bar.format_dict["elapsed"], 1e-9)
                 self.bar.set_postfix_str(f"loss {loss:.4f}, {rate:.0f} img/s", refresh=False)
 
-    def end_epoch(self, row: Any) -> None:
+    def close(self) -> None:
+        """Take down a live bar (an epoch that ends early: interrupted or failed)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def end_epoch(self, row: Any) -> None:
+        self.close()
         if not self.quiet:
             self.console.print(epoch_line(row, self.epochs), highlight=False)
 

@@ -31,8 +31,18 @@ from cnnctl.data import (
 )
 from cnnctl.data.transforms import IMAGE_EXTENSIONS, InputSpec, Normalizer, load_for_model
 from cnnctl.devices import Precision, resolve_device, resolve_precision
-from cnnctl.engine import EpochRow, FitSettings, FitState, Progress, SilentProgress, Stepper, fit
-from cnnctl.errors import CheckpointError, ConfigError, DataError
+from cnnctl.engine import (
+    EpochRow,
+    FitSettings,
+    FitState,
+    Progress,
+    SilentProgress,
+    Stepper,
+    StopRequested,
+    fit,
+)
+from cnnctl.errors import CheckpointError, ConfigError, DataError, Interrupted, RunFailed
+from cnnctl.interrupt import StopSignals
 from cnnctl.metrics import EvalResult
 from cnnctl.models import ModelSpec, build_model
 from cnnctl.optim import Schedule, build_optimizer, num_outputs, output_kind, train_loss_fn
@@ -104,6 +114,47 @@ def _logs_to(say: Callable[[str], None]) -> Iterator[None]:
         logger.setLevel(level)
 
 
+@dataclass
+class ResumePoint:
+    """A run to continue: its directory and its last.pt (loaded on the CPU)."""
+
+    run_dir: Path
+    checkpoint: dict[str, Any]
+
+    @property
+    def epoch(self) -> int:
+        return int(self.checkpoint["train_state"]["epoch"])
+
+
+def prepare_resume(
+    target: str | Path, config: str | Path | None, overrides: Sequence[str], force: bool
+) -> tuple[RunConfig, ResumePoint]:
+    """The config and state `cnnctl train --resume TARGET [CONFIG]` continues with.
+
+    TARGET is a run directory or its last.pt. Without CONFIG the run's own config is used
+    (plus `--set` overrides); either way the config may differ from the run's only as
+    `resume.check_resumable` allows.
+    """
+    from cnnctl.resume import check_resumable
+
+    path = Path(target)
+    last = path / "last.pt" if path.is_dir() else path
+    if last.name == "best.pt":
+        raise ConfigError(f"{last}: resume from last.pt (best.pt holds no optimizer or RNG state)")
+    data = ckpt.load_checkpoint(last)
+    if "train_state" not in data:
+        raise CheckpointError(f"{last}: holds no training state to resume from (not a last.pt?)")
+    stored = validate(data["config"], f"{last} (its config)")
+    if config is None:
+        cfg = load_config(None, overrides, base=data["config"])
+    else:
+        cfg = resolve_config(load_config(config, overrides))
+    check_resumable(stored.to_plain(), cfg.to_plain(), force, str(config or last))
+    if cfg.output != stored.output:  # the run continues where it is
+        cfg = cfg.model_copy(update={"output": stored.output})
+    return cfg, ResumePoint(last.parent, data)
+
+
 def train(
     cfg: RunConfig,
     run_name: str,
@@ -111,36 +162,90 @@ def train(
     force: bool = False,
     progress: Progress | None = None,
     log: Any = None,
+    resume: ResumePoint | None = None,
 ) -> TrainOutcome:
-    """Train a model as `cfg` says; write the run directory; evaluate best.pt on test."""
+    """Train a model as `cfg` says; write the run directory; evaluate best.pt on test.
+
+    With `resume`, continue that run in its own directory from its last completed epoch.
+    SIGINT/SIGTERM stop at the next batch boundary with `Interrupted` (exit 130/143).
+    """
     say = log or (lambda message: None)
-    with _logs_to(say):
-        return _train(cfg, run_name, force, progress or SilentProgress(), say)
+    with _logs_to(say), StopSignals() as signals:
+        return _train(cfg, run_name, force, progress or SilentProgress(), say, resume, signals)
 
 
-def _train(
-    cfg: RunConfig, run_name: str, force: bool, progress: Progress, say: Callable[[str], None]
-) -> TrainOutcome:
+@dataclass
+class _Session:
+    """Everything one training run works with, built by `_build_session`."""
+
+    cfg: RunConfig
+    device: torch.device
+    precision: Precision
+    splits: Splits
+    spec: ModelSpec
+    kind: str
+    model: torch.nn.Module
+    stepper: Stepper
+    train_batches: Any
+    val_batches: Any
+    loader_options: dict[str, Any]
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {
+            "format": ckpt.FORMAT,
+            "format_version": ckpt.FORMAT_VERSION,
+            "model_spec": self.spec.to_plain(),
+            "output_kind": self.kind,
+            "classes": list(self.splits.classes),
+            "input": self.splits.input.to_plain(),
+            "config": self.cfg.to_plain(),
+            "versions": ckpt.versions(),
+        }
+
+    def resume_state(self, state: FitState) -> dict[str, Any]:
+        stepper = self.stepper
+        assert stepper.optimizer is not None and stepper.schedule is not None
+        return {
+            "train_state": state.to_plain(),
+            "optimizer": stepper.optimizer.state_dict(),
+            "schedule": stepper.schedule.state_dict(),
+            "scaler": stepper.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+        }
+
+
+def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSignals) -> _Session:
+    """Data, model (pretrained weights loaded for a new run), loaders, optimizer, schedule."""
     seed_everything(cfg.seed)
+    _set_deterministic(cfg.train.deterministic)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.train.amp, device)
-    cfg = resolve_config(cfg)
+    if resume is None:
+        cfg = resolve_config(cfg)  # a resumed run's config is resolved already
     splits = build_splits(cfg.data, cfg.seed)
     spec, kind = model_spec(cfg, splits)
+    if resume is not None and spec.to_plain() != resume.checkpoint["model_spec"]:
+        raise ConfigError(
+            f"{resume.run_dir}: the data now gives a different model ({spec.to_plain()} vs the run's "
+            f"{resume.checkpoint['model_spec']}): classes or input shape changed; start a new run"
+        )
     seed_everything(cfg.seed)  # model init does not depend on how much randomness the data used
     model = build_model(spec)
-    if cfg.model.family() == TORCHVISION:
+    if cfg.model.family() == TORCHVISION and resume is None:
         from cnnctl.models.transfer import load_pretrained
 
         load_pretrained(model, cfg.model.weights)  # the only place weights are read or downloaded
     model = model.to(device)
-    unfreeze = _unfreezer(model, cfg)
 
-    workers = resolve_workers(cfg.data, splits.in_memory)
     pin = cfg.data.pin_memory is True or (cfg.data.pin_memory == "auto" and device.type == "cuda")
+    options: dict[str, Any] = {
+        "seed": cfg.seed,
+        "workers": resolve_workers(cfg.data, splits.in_memory),
+        "pin": pin,
+    }
     batch = cfg.data.batch_size
-    train_batches = make_loader(splits.train, batch, shuffle=True, seed=cfg.seed, workers=workers, pin=pin)
-    val_batches = make_loader(splits.val, batch, shuffle=False, seed=cfg.seed, workers=workers, pin=pin)
+    train_batches = make_loader(splits.train, batch, shuffle=True, **options)
+    val_batches = make_loader(splits.val, batch, shuffle=False, **options)
     optimizer = build_optimizer(cfg.optimizer, _optimizer_params(model, cfg), device)
     schedule = Schedule(cfg.scheduler, optimizer, cfg.train.epochs, len(train_batches))
     stepper = Stepper(
@@ -153,72 +258,129 @@ def _train(
         loss_fn=train_loss_fn(cfg.train.loss, cfg.train.label_smoothing),
         schedule=schedule,
         grad_clip=cfg.train.grad_clip,
+        nan_policy=cfg.train.nan_policy,
+        should_stop=signals.requested,
+    )
+    return _Session(
+        cfg, device, precision, splits, spec, kind, model, stepper, train_batches, val_batches, options
     )
 
-    run_dir = create_run_dir(cfg.output.dir, run_name, force=force)
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+
+def _train(
+    cfg: RunConfig,
+    run_name: str,
+    force: bool,
+    progress: Progress,
+    say: Callable[[str], None],
+    resume: ResumePoint | None,
+    signals: StopSignals,
+) -> TrainOutcome:
+    run = _build_session(cfg, resume, signals)
+    cfg, splits = run.cfg, run.splits
+    state = FitState()
+    if resume is None:
+        run_dir = create_run_dir(cfg.output.dir, run_name, force=force)
+    else:
+        run_dir = resume.run_dir
+        state = _restore(resume, run.model, run.stepper)
+        _check_unfinished(run_dir, state, cfg)
+        say(f"resuming {run_dir} after epoch {state.epoch} (best so far: epoch {state.best_epoch})")
+    _write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
     say(
-        f"run dir {run_dir} · device {device} · amp {precision.name} · "
+        f"run dir {run_dir} · device {run.device} · amp {run.precision.name} · "
         f"{len(splits.train)} train / {len(splits.val)} val / "
         f"{len(splits.test) if splits.test is not None else 0} test images · "
         f"{len(splits.classes)} classes · input {'x'.join(map(str, splits.input.shape))}"
     )
-    meta = {
-        "format": ckpt.FORMAT,
-        "format_version": ckpt.FORMAT_VERSION,
-        "model_spec": spec.to_plain(),
-        "output_kind": kind,
-        "classes": list(splits.classes),
-        "input": splits.input.to_plain(),
-        "config": cfg.to_plain(),
-        "versions": ckpt.versions(),
-    }
-    metrics_log = MetricsLog(run_dir / "metrics.csv")
+    on_epoch_end = _checkpointer(run, run_dir, MetricsLog(run_dir / "metrics.csv", rows=state.history))
+    settings = FitSettings(cfg.train.epochs, cfg.train.monitor, cfg.train.patience, cfg.train.min_delta)
+    if resume is not None:
+        ckpt.restore_rng(resume.checkpoint["rng"])  # last: building the session used the RNGs too
+    try:
+        state = fit(
+            run.stepper,
+            run.train_batches,
+            run.val_batches,
+            splits.classes,
+            settings,
+            state,
+            progress,
+            on_epoch_end,
+            on_epoch_start=_unfreezer(run.model, cfg),
+        )
+    except StopRequested as stop:
+        getattr(progress, "close", lambda: None)()
+        kept = (
+            f"last.pt holds epoch {state.epoch}; continue with: cnnctl train --resume {run_dir}"
+            if state.epoch
+            else "no epoch had completed, so there is nothing to resume"
+        )
+        raise Interrupted(
+            f"{signals.name}: stopped at epoch {stop.epoch}, batch {stop.batch} (that epoch is "
+            f"dropped); {kept}",
+            signals.exit_code,
+        ) from None
+    return _finish(run, run_dir, state)
+
+
+def _check_unfinished(run_dir: Path, state: FitState, cfg: RunConfig) -> None:
+    if state.stopped_early or state.epoch >= cfg.train.epochs:
+        done = "stopped early" if state.stopped_early else f"finished its {state.epoch} epochs"
+        patience = ", and a larger train.patience" if state.stopped_early else ""
+        raise ConfigError(
+            f"{run_dir}: the run {done}; to train on, resume with a larger train.epochs "
+            f"(--set train.epochs=N --force{patience})"
+        )
+
+
+def _checkpointer(
+    run: _Session, run_dir: Path, metrics_log: MetricsLog
+) -> Callable[[EpochRow, FitState, bool], None]:
+    """The on_epoch_end hook: metrics.csv row, last.pt, and best.pt when the epoch is best."""
+    meta = run.checkpoint_meta()
 
     def on_epoch_end(row: EpochRow, state: FitState, is_best: bool) -> None:
+        if run.stepper.skipped:
+            logging.getLogger("cnnctl").warning(
+                f"epoch {row.epoch}: skipped {run.stepper.skipped} batch(es) with a non-finite loss "
+                "(train.nan_policy: skip_batch)"
+            )
+        weights = ckpt.plain_state_dict(run.model)
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise RunFailed(
+                f"epoch {row.epoch}: the weights became non-finite ({', '.join(bad[:3])}); nothing "
+                "saved for this epoch, best.pt and last.pt are kept: lower optimizer.lr or set "
+                "train.grad_clip"
+            )
         metrics_log.append(row.to_plain())
-        weights = ckpt.plain_state_dict(model)
         taken = {**meta, "model": weights, "epoch": row.epoch, "metrics": row.to_plain()}
+        # last.pt first: if the process dies between the two writes, last.pt (whose weights
+        # are then the best ones) is enough for a resume to rewrite best.pt.
+        ckpt.save_atomic({**taken, **run.resume_state(state)}, run_dir / "last.pt")
         if is_best:
             ckpt.save_atomic(taken, run_dir / "best.pt")
-        resume = {
-            "train_state": state.to_plain(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "scaler": stepper.scaler.state_dict(),
-            "rng": ckpt.rng_state(),
-        }
-        ckpt.save_atomic({**taken, **resume}, run_dir / "last.pt")
 
-    settings = FitSettings(cfg.train.epochs, cfg.train.monitor, cfg.train.patience, cfg.train.min_delta)
-    state = fit(
-        stepper,
-        train_batches,
-        val_batches,
-        splits.classes,
-        settings,
-        FitState(),
-        progress,
-        on_epoch_end,
-        on_epoch_start=unfreeze,
-    )
+    return on_epoch_end
 
-    best = ckpt.load_checkpoint(run_dir / "best.pt", map_location=device) if state.best_epoch else None
+
+def _finish(run: _Session, run_dir: Path, state: FitState) -> TrainOutcome:
+    """Reload best.pt, evaluate it on the test split, write summary.json."""
+    cfg, splits = run.cfg, run.splits
+    best = ckpt.load_checkpoint(run_dir / "best.pt", map_location=run.device) if state.best_epoch else None
     test_result = None
     if best is not None:
-        model.load_state_dict(best["model"])
+        run.model.load_state_dict(best["model"])
         if splits.test is not None:
-            test_batches = make_loader(
-                splits.test, batch, shuffle=False, seed=cfg.seed, workers=workers, pin=pin
-            )
-            test_result = stepper.evaluate(test_batches, splits.classes, topk=(1, 5))
+            test_batches = make_loader(splits.test, cfg.data.batch_size, shuffle=False, **run.loader_options)
+            test_result = run.stepper.evaluate(test_batches, splits.classes, topk=(1, 5))
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     summary = {
         "run_dir": str(run_dir),
         "model": cfg.model.name,
         "dataset": cfg.data.source,
         "data_root": cfg.data.root,
-        "device": str(device),
+        "device": str(run.device),
         "epochs_run": state.epoch,
         "stopped_early": state.stopped_early,
         "monitor": cfg.train.monitor,
@@ -232,10 +394,54 @@ def _train(
         "val_samples": len(splits.val),
         "test_samples": len(splits.test) if splits.test is not None else 0,
         "total_seconds": sum(r["seconds"] for r in state.history),
-        "versions": meta["versions"],
+        "versions": ckpt.versions(),
     }
     write_json(run_dir / "summary.json", summary)
-    return TrainOutcome(run_dir, state, best_row, test_result, str(device), summary)
+    return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary)
+
+
+def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper) -> FitState:
+    """Put last.pt's model, optimizer, schedule and scaler state back; return the fit state.
+
+    If the previous process died between writing last.pt and best.pt, best.pt is older
+    than the best epoch last.pt records, and last.pt's weights are the best ones: best.pt
+    is rewritten from them.
+    """
+    data = resume.checkpoint
+    model.load_state_dict(data["model"])
+    assert stepper.optimizer is not None and stepper.schedule is not None
+    stepper.optimizer.load_state_dict(data["optimizer"])
+    stepper.schedule.load_state_dict(data["schedule"])
+    stepper.scaler.load_state_dict(data["scaler"])
+    state = FitState(**data["train_state"])
+    best = resume.run_dir / "best.pt"
+    best_epoch = ckpt.load_checkpoint(best)["epoch"] if best.is_file() else 0
+    if state.best_epoch and best_epoch != state.best_epoch:
+        if state.best_epoch != state.epoch:
+            raise CheckpointError(
+                f"{best}: holds epoch {best_epoch} but the run's best is epoch {state.best_epoch}, "
+                "and last.pt cannot replace it; start a new run"
+            )
+        lean = {k: v for k, v in data.items() if k not in ckpt.RESUME_KEYS}
+        ckpt.save_atomic(lean, best)
+    return state
+
+
+def _set_deterministic(on: bool) -> None:
+    """train.deterministic: deterministic kernels (warn where an op has none), no cuDNN autotune."""
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.benchmark = not on and torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic = on
+    if on:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _optimizer_params(model: torch.nn.Module, cfg: RunConfig) -> list[Any]:
