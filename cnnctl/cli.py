@@ -64,10 +64,23 @@ def _guard(action: Callable[[], T]) -> T:
         raise typer.Exit(130) from None
 
 
-def _console() -> Any:
+def _console(stderr: bool = False) -> Any:
     from cnnctl.report import console_for
 
-    return console_for()
+    return console_for(stderr=stderr)
+
+
+def _emit_json(target: Path | None, data: Any) -> bool:
+    """Write `data` as JSON to a file, or to stdout for '-'; True when it went to stdout."""
+    if target is None:
+        return False
+    if str(target) == "-":
+        typer.echo(json.dumps(data, indent=2))
+        return True
+    from cnnctl.report import write_json
+
+    write_json(target, data)
+    return False
 
 
 def _load(config: Path, overrides: list[str] | None, extra: list[str] | None = None) -> Any:
@@ -101,6 +114,10 @@ def train(
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch output.")] = False,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write summary.json's content here too; '-' = stdout (implies --quiet)."),
+    ] = None,
 ) -> None:
     """Train a model: train → validate every epoch → test best.pt at the end.
 
@@ -126,17 +143,19 @@ def train(
             cfg = _load(config, set_, extra)
             run_name = cfg.output.name or config.stem
 
-        console = _console()
-        progress = ConsoleProgress(console, live=sys.stderr.isatty(), quiet=quiet)
+        silent = quiet or str(json_out) == "-"
+        console = _console(stderr=str(json_out) == "-")
+        progress = ConsoleProgress(console, live=sys.stderr.isatty(), quiet=silent)
         outcome = workflows.train(
             cfg,
             run_name,
             force=force and resume is None,
             progress=progress,
-            log=None if quiet else lambda m: console.print(m, highlight=False),
+            log=None if silent else lambda m: console.print(m, highlight=False),
             resume=point,
         )
-        console.print(train_table(outcome.summary))
+        if not _emit_json(json_out, outcome.summary):
+            console.print(train_table(outcome.summary))
 
     _guard(body)
 
@@ -151,24 +170,44 @@ def evaluate(
     split: Annotated[Split, typer.Option(help="Which split to evaluate.")] = Split.test,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Also report top-k accuracy.")] = 5,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write all metrics to this JSON file.")
+        Path | None,
+        typer.Option("--json", help="Write all metrics to this JSON file; '-' = stdout instead of tables."),
     ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: the run's).")] = None,
     device: DeviceOption = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the confusion matrix and most-confidently-wrong PNGs "
+            "(default: the run's plots/).",
+            show_default=False,
+        ),
+    ] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Draw no plots.")] = False,
 ) -> None:
     """Loss, accuracy, top-k, per-class metrics and the confusion matrix of a checkpoint."""
 
     def body() -> None:
         from cnnctl import workflows
-        from cnnctl.report import eval_tables, write_json
+        from cnnctl.report import eval_tables
 
-        result, what = workflows.evaluate(checkpoint, data, split.value, top_k, batch_size, device or "auto")
+        folder = (
+            None
+            if no_plots
+            else plots or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "plots"
+        )
+        result, what = workflows.evaluate(
+            checkpoint, data, split.value, top_k, batch_size, device or "auto", plots_dir=folder
+        )
         plain = result.to_plain()
+        if _emit_json(json_out, {"checkpoint": str(checkpoint), "evaluated": what, **plain}):
+            return
         console = _console()
         for table in eval_tables(plain, what):
             console.print(table)
+        if folder is not None:
+            console.print(f"plots in {folder}")
         if json_out is not None:
-            write_json(json_out, {"checkpoint": str(checkpoint), "evaluated": what, **plain})
             console.print(f"metrics written to {json_out}")
 
     _guard(body)
@@ -176,7 +215,14 @@ def evaluate(
 
 @app.command()
 def predict(
-    checkpoint: CheckpointArg,
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="A checkpoint (.pt), a run directory (uses its best.pt), or a model.onnx written by "
+            "`cnnctl export` (read with its model.onnx.json sidecar, run on onnxruntime's CPU provider).",
+            show_default=False,
+        ),
+    ],
     paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Also list the k most likely labels.")] = 1,
     out: Annotated[Path | None, typer.Option(help="Write every row to this .csv or .json file.")] = None,
@@ -184,7 +230,10 @@ def predict(
     show: Annotated[int, typer.Option(min=0, help="Rows to show in the table.")] = 20,
     device: DeviceOption = None,
 ) -> None:
-    """Label every image: path, label, probability (and top-k), with unreadable files listed."""
+    """Label every image: path, label, probability (and top-k), with unreadable files listed.
+
+    Works the same with an exported .onnx model: same preprocessing, same outputs.
+    """
 
     def body() -> None:
         from cnnctl import workflows
@@ -204,6 +253,61 @@ def predict(
         console.print(predictions_table(shown, total, failed))
         if out is not None:
             console.print(f"{total} predictions written to {out}")
+
+    _guard(body)
+
+
+@app.command()
+def export(
+    checkpoint: CheckpointArg,
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="onnx, torchscript or state_dict.", show_default=True)
+    ] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Model file to write (default: next to the checkpoint, model.onnx / model.ts.pt / "
+            "model.state_dict.pt; last.pt gives last.onnx ...). A folder: that name inside it.",
+            show_default=False,
+        ),
+    ] = None,
+    dynamic_batch: Annotated[
+        bool, typer.Option("--dynamic-batch", help="ONNX: any batch size (default: a fixed batch of 1).")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Largest max abs output difference the verification accepts.")
+    ] = 1e-4,
+    opset: Annotated[int, typer.Option(min=18, help="ONNX opset version.")] = 18,
+    json_: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Export a checkpoint to ONNX, TorchScript or a plain state_dict, verified before it is kept.
+
+    Writes the model file and FILE.json (classes, input shape, resize/crop, mean/std, output
+    kind, how to rebuild the architecture). ONNX is checked with onnx.checker and by running
+    the same batch through onnxruntime and PyTorch; a difference above --tolerance fails (exit 1)
+    and writes nothing. ONNX needs: pip install 'cnnctl[export]'.
+    """
+
+    def body() -> None:
+        from cnnctl.export import export_checkpoint
+
+        report = export_checkpoint(
+            checkpoint, format_, out, dynamic_batch=dynamic_batch, tolerance=tolerance, opset=opset
+        )
+        if json_:
+            typer.echo(json.dumps({"checkpoint": str(checkpoint), **report.to_plain()}, indent=2))
+            return
+        details = [report.format, f"opset {report.opset}" if report.opset else ""]
+        details.append({True: "any batch size", False: "fixed batch of 1", None: ""}[report.dynamic_batch])
+        typer.echo(f"exported {checkpoint} → {report.path} ({', '.join(d for d in details if d)})")
+        typer.echo(f"sidecar {report.sidecar} (classes, input shape, resize/crop, mean/std, architecture)")
+        if report.max_abs_diff is None:
+            typer.echo("not verified: no rebuild recipe for this model")
+        else:
+            typer.echo(
+                f"verified with {report.verified_with}: max abs diff {report.max_abs_diff:.3g} "
+                f"(tolerance {report.tolerance:g})"
+            )
 
     _guard(body)
 
@@ -262,6 +366,26 @@ def data_synth(
             ", ".join(f"{n} {k}" for k, n in counts.items()) if splits else f"{sum(counts.values())} images"
         )
         typer.echo(f"wrote {detail} to {out_dir}")
+
+    _guard(body)
+
+
+@app.command()
+def runs(
+    folder: Annotated[Path, typer.Argument(help="The runs folder (output.dir).")] = Path("runs"),
+    json_: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Past runs in a folder: name, model, dataset, epochs, best val loss, test accuracy, date."""
+
+    def body() -> None:
+        from cnnctl.report import runs_table
+        from cnnctl.runs import list_runs
+
+        records = list_runs(folder)
+        if json_:
+            typer.echo(json.dumps(records, indent=2, default=str))
+        else:
+            _console().print(runs_table(records))
 
     _guard(body)
 
@@ -328,12 +452,32 @@ def summary(
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug detail (data, loaders, timings) on stderr.")
+    ] = False,
 ) -> None:
+    _setup_logging(verbose)
     if version:
         from cnnctl import __version__
 
         typer.echo(f"cnnctl {__version__}")
         raise typer.Exit()
+
+
+def _setup_logging(verbose: bool) -> None:
+    """cnnctl's log lines (warnings, info; debug with --verbose) go to stderr, one per line."""
+    import logging
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            prefix = "warning: " if record.levelno >= logging.WARNING else ""
+            typer.echo(f"{prefix}{record.getMessage()}", err=True)
+
+    logger = logging.getLogger("cnnctl")
+    logger.handlers = [h for h in logger.handlers if type(h).__name__ != "Echo"]
+    logger.addHandler(Echo())
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
 
 
 def main() -> None:

@@ -196,7 +196,7 @@ class DataConfig(Section):
     image_size: int | list[int] | None = Field(
         None,
         description="Model input size, N or [H, W]; null = the source's native size "
-        "(synthetic 32, image_folder 64).",
+        "(synthetic 32, image_folder 64, csv and torchvision: the data's own size).",
     )
     resize: int | None = Field(
         None,
@@ -513,6 +513,9 @@ class OutputConfig(Section):
 
     dir: str = Field("runs", description="Parent folder of run directories.")
     name: str | None = Field(None, description="Run name (runs/<name>); null = the config file's name.")
+    plots: bool = Field(
+        True, description="Draw curves and the confusion matrix into <run>/plots/ when training ends."
+    )
 
     @field_validator("name")
     @classmethod
@@ -520,6 +523,16 @@ class OutputConfig(Section):
         if value is not None and (not value or os.sep in value or value in (".", "..")):
             raise ValueError("a run name is a plain folder name")
         return value
+
+
+class LoggingConfig(Section):
+    """Where epoch metrics go besides metrics.csv (always written)."""
+
+    tensorboard: bool = Field(
+        False,
+        description="Also write TensorBoard scalars to <run>/tensorboard/ (needs the tensorboard "
+        "package: pip install cnnctl[tensorboard]).",
+    )
 
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -534,6 +547,7 @@ class RunConfig(Section):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)  # type: ignore[arg-type]
     train: TrainConfig = Field(default_factory=TrainConfig)  # type: ignore[arg-type]
     output: OutputConfig = Field(default_factory=OutputConfig)  # type: ignore[arg-type]
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
     seed: int = Field(0, ge=0, description="Seed for data splits, init and data order.")
     device: str = Field("auto", description="auto (cuda → mps → cpu), cpu, cuda, cuda:N or mps.")
 

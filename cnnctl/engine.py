@@ -181,10 +181,13 @@ class Stepper:
             raise StopRequested(*self.position)
 
     @torch.inference_mode()
-    def evaluate(self, batches: Batches, classes: list[str], topk: tuple[int, ...] = (1,)) -> EvalResult:
-        """Loss (unsmoothed NLL), accuracy, top-k and confusion matrix over a split."""
+    def evaluate(
+        self, batches: Batches, classes: list[str], topk: tuple[int, ...] = (1,), keep_wrong: int = 0
+    ) -> EvalResult:
+        """Loss (unsmoothed NLL), accuracy, top-k and confusion matrix over a split; with
+        `keep_wrong`, also the indices of that many most confidently wrong samples."""
         self.model.eval()
-        acc = MetricAccumulator(classes, topk)
+        acc = MetricAccumulator(classes, topk, keep_wrong=keep_wrong)
         for x_cpu, y_cpu in batches:
             self._poll_stop()
             x, y = self.to_device(x_cpu, y_cpu)

@@ -18,6 +18,9 @@ class EvalResult:
     confusion: torch.Tensor
     classes: list[str]
     count: int
+    # The most confidently wrong samples, most confident first: {index, true, predicted,
+    # confidence}; index is the position in the evaluated split (kept only when asked).
+    wrong: list[dict[str, Any]] = field(default_factory=list)
 
     def per_class(self) -> list[dict[str, Any]]:
         """Support, correct, accuracy (= recall), precision and F1 for every class."""
@@ -52,6 +55,7 @@ class EvalResult:
             "classes": list(self.classes),
             "per_class": self.per_class(),
             "confusion_matrix": self.confusion.tolist(),
+            "most_confident_errors": self.wrong,
         }
 
 
@@ -65,10 +69,14 @@ class MetricAccumulator:
     count: int = 0
     confusion: torch.Tensor | None = None
     topk_hits: dict[int, torch.Tensor | int] = field(default_factory=dict)
+    keep_wrong: int = 0  # how many confidently wrong samples to remember (costs a sync per batch)
+    wrong: list[tuple[float, int, int, int]] = field(default_factory=list)
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None:
         k = len(self.classes)
         predicted = probs.argmax(dim=1)
+        if self.keep_wrong:
+            self._track_wrong(probs, predicted, targets)
         flat = targets * k + predicted
         counts = torch.bincount(flat, minlength=k * k).reshape(k, k)
         self.confusion = counts if self.confusion is None else self.confusion + counts
@@ -80,6 +88,15 @@ class MetricAccumulator:
             best = probs.topk(top, dim=1).indices
             hits = (best == targets[:, None]).any(dim=1).sum()
             self.topk_hits[top] = self.topk_hits.get(top, 0) + hits
+
+    def _track_wrong(self, probs: torch.Tensor, predicted: torch.Tensor, targets: torch.Tensor) -> None:
+        confidence = probs.max(dim=1).values
+        miss = (predicted != targets).nonzero().flatten()
+        if miss.numel():
+            best = confidence[miss].topk(min(self.keep_wrong, miss.numel())).indices
+            for i in miss[best].tolist():
+                self.wrong.append((float(confidence[i]), self.count + i, int(targets[i]), int(predicted[i])))
+            self.wrong = sorted(self.wrong, key=lambda w: (-w[0], w[1]))[: self.keep_wrong]
 
     def result(self) -> EvalResult:
         k = len(self.classes)
@@ -100,4 +117,8 @@ class MetricAccumulator:
             confusion=confusion,
             classes=list(self.classes),
             count=self.count,
+            wrong=[
+                {"index": i, "true": self.classes[t], "predicted": self.classes[p], "confidence": c}
+                for c, i, t, p in self.wrong
+            ],
         )

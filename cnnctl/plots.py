@@ -73,3 +73,30 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: Path
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def wrong_grid(images: Sequence[Any], captions: Sequence[str], out: Path, title: str = "") -> Path:
+    """The given uint8 (C, H, W) images in a grid, each captioned (true / predicted / confidence)."""
+    import math
+
+    plt = _pyplot()
+    n = max(len(images), 1)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        pixels = image.permute(1, 2, 0).numpy()
+        ax.imshow(
+            pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray" if pixels.shape[2] == 1 else None
+        )
+        ax.set_title(caption, fontsize=8)
+    if not images:
+        axes.flat[0].text(0.5, 0.5, "no errors", ha="center", va="center")
+    fig.suptitle(title or "most confidently wrong")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -47,6 +47,40 @@ class MetricsLog:
             csv.writer(handle).writerow([_fmt(row[c]) for c in METRIC_COLUMNS])
 
 
+class TensorBoardLog:
+    """Epoch scalars for TensorBoard in <run>/tensorboard/ (its writer thread does the I/O)."""
+
+    def __init__(self, folder: Path):
+        self.require()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    @staticmethod
+    def require() -> None:
+        """A clear ConfigError now (before a run dir exists) if tensorboard is missing."""
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            from cnnctl.errors import ConfigError
+
+            raise ConfigError(
+                "logging.tensorboard: the tensorboard package is not installed; "
+                "pip install 'cnnctl[tensorboard]' or set logging.tensorboard: false"
+            )
+
+    def append(self, row: dict[str, Any]) -> None:
+        epoch = int(row["epoch"])
+        for split in ("train", "val"):
+            self.writer.add_scalar(f"loss/{split}", row[f"{split}_loss"], epoch)
+            self.writer.add_scalar(f"accuracy/{split}", row[f"{split}_acc"], epoch)
+        self.writer.add_scalar("lr", row["lr"], epoch)
+        self.writer.add_scalar("seconds_per_epoch", row["seconds"], epoch)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
@@ -244,6 +278,6 @@ def predictions_table(records: list[dict[str, Any]], total: int, failed: int) ->
     return table
 
 
-def console_for(stream: IO[str] | None = None) -> Console:
+def console_for(stream: IO[str] | None = None, stderr: bool = False) -> Console:
     """A console that never wraps machine-readable lines and respects NO_COLOR."""
-    return Console(file=stream, soft_wrap=True, highlight=False)
+    return Console(file=stream, stderr=stderr, soft_wrap=True, highlight=False)

@@ -16,7 +16,17 @@ from typing import Any
 
 from cnnctl.errors import ConfigError
 
-FREE = frozenset({"device", "data.num_workers", "data.pin_memory", "output.dir", "output.name"})
+FREE = frozenset(
+    {
+        "device",
+        "data.num_workers",
+        "data.pin_memory",
+        "output.dir",
+        "output.name",
+        "output.plots",
+        "logging.tensorboard",
+    }
+)
 SAFE = frozenset(
     {
         "train.epochs",

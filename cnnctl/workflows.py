@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from cnnctl.interrupt import StopSignals
 from cnnctl.metrics import EvalResult
 from cnnctl.models import ModelSpec, build_model
 from cnnctl.optim import Schedule, build_optimizer, num_outputs, output_kind, train_loss_fn
-from cnnctl.report import MetricsLog, write_json
+from cnnctl.report import MetricsLog, TensorBoardLog, write_json
 from cnnctl.runs import create_run_dir
 
 
@@ -91,26 +92,28 @@ def model_spec(cfg: RunConfig, splits: Splits) -> tuple[ModelSpec, str]:
 
 class _SayHandler(logging.Handler):
     def __init__(self, say: Callable[[str], None]) -> None:
-        super().__init__(logging.INFO)
+        super().__init__()
         self.say = say
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.say(record.getMessage())
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        self.say(prefix + record.getMessage())
 
 
 @contextlib.contextmanager
-def _logs_to(say: Callable[[str], None]) -> Iterator[None]:
-    """Show the `cnnctl` logger's info lines (weights loaded, head replaced, ...) through `say`."""
+def _logs_to(say: Callable[[str], None] | None) -> Iterator[None]:
+    """Show the `cnnctl` logger's lines (weights loaded, head replaced, ...) through `say`;
+    with no `say`, they go wherever the logger's own handlers send them (stderr in the CLI)."""
     logger = logging.getLogger("cnnctl")
-    handler = _SayHandler(say)
-    level = logger.level
+    level, others = logger.level, list(logger.handlers)
     if level == logging.NOTSET or level > logging.INFO:
         logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+    if say is not None:
+        logger.handlers = [_SayHandler(say)]  # through `say` only, not twice
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        logger.handlers = others
         logger.setLevel(level)
 
 
@@ -170,7 +173,7 @@ def train(
     SIGINT/SIGTERM stop at the next batch boundary with `Interrupted` (exit 130/143).
     """
     say = log or (lambda message: None)
-    with _logs_to(say), StopSignals() as signals:
+    with _logs_to(log), StopSignals() as signals:
         return _train(cfg, run_name, force, progress or SilentProgress(), say, resume, signals)
 
 
@@ -248,6 +251,16 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
     val_batches = make_loader(splits.val, batch, shuffle=False, **options)
     optimizer = build_optimizer(cfg.optimizer, _optimizer_params(model, cfg), device)
     schedule = Schedule(cfg.scheduler, optimizer, cfg.train.epochs, len(train_batches))
+    log = logging.getLogger("cnnctl")
+    log.debug(
+        f"loaders: {type(train_batches).__name__}, {options['workers']} worker process(es), "
+        f"pin_memory {pin}, {len(train_batches)} train / {len(val_batches)} val batches of {batch}"
+    )
+    groups = ", ".join(
+        f"{g.get('name', 'all')}: {sum(p.numel() for p in g['params']):,} params at lr {g['lr']:g}"
+        for g in optimizer.param_groups
+    )
+    log.debug(f"optimizer {type(optimizer).__name__} ({groups}); precision {precision.name}")
     stepper = Stepper(
         model,
         Normalizer(splits.input),
@@ -278,6 +291,8 @@ def _train(
     run = _build_session(cfg, resume, signals)
     cfg, splits = run.cfg, run.splits
     state = FitState()
+    if cfg.logging.tensorboard:
+        TensorBoardLog.require()
     if resume is None:
         run_dir = create_run_dir(cfg.output.dir, run_name, force=force)
     else:
@@ -292,7 +307,10 @@ def _train(
         f"{len(splits.test) if splits.test is not None else 0} test images · "
         f"{len(splits.classes)} classes · input {'x'.join(map(str, splits.input.shape))}"
     )
-    on_epoch_end = _checkpointer(run, run_dir, MetricsLog(run_dir / "metrics.csv", rows=state.history))
+    sinks: list[Any] = [MetricsLog(run_dir / "metrics.csv", rows=state.history)]
+    if cfg.logging.tensorboard:
+        sinks.append(TensorBoardLog(run_dir / "tensorboard"))
+    on_epoch_end = _checkpointer(run, run_dir, sinks)
     settings = FitSettings(cfg.train.epochs, cfg.train.monitor, cfg.train.patience, cfg.train.min_delta)
     if resume is not None:
         ckpt.restore_rng(resume.checkpoint["rng"])  # last: building the session used the RNGs too
@@ -310,6 +328,7 @@ def _train(
         )
     except StopRequested as stop:
         getattr(progress, "close", lambda: None)()
+        _close(sinks)
         kept = (
             f"last.pt holds epoch {state.epoch}; continue with: cnnctl train --resume {run_dir}"
             if state.epoch
@@ -320,7 +339,16 @@ def _train(
             f"dropped); {kept}",
             signals.exit_code,
         ) from None
-    return _finish(run, run_dir, state)
+    except BaseException:
+        _close(sinks)
+        raise
+    _close(sinks)
+    return _finish(run, run_dir, state, say)
+
+
+def _close(sinks: list[Any]) -> None:
+    for sink in sinks:
+        getattr(sink, "close", lambda: None)()
 
 
 def _check_unfinished(run_dir: Path, state: FitState, cfg: RunConfig) -> None:
@@ -334,9 +362,9 @@ def _check_unfinished(run_dir: Path, state: FitState, cfg: RunConfig) -> None:
 
 
 def _checkpointer(
-    run: _Session, run_dir: Path, metrics_log: MetricsLog
+    run: _Session, run_dir: Path, sinks: list[Any]
 ) -> Callable[[EpochRow, FitState, bool], None]:
-    """The on_epoch_end hook: metrics.csv row, last.pt, and best.pt when the epoch is best."""
+    """The on_epoch_end hook: metrics.csv row (and TensorBoard), last.pt, and best.pt when best."""
     meta = run.checkpoint_meta()
 
     def on_epoch_end(row: EpochRow, state: FitState, is_best: bool) -> None:
@@ -353,19 +381,25 @@ def _checkpointer(
                 "saved for this epoch, best.pt and last.pt are kept: lower optimizer.lr or set "
                 "train.grad_clip"
             )
-        metrics_log.append(row.to_plain())
+        for sink in sinks:
+            sink.append(row.to_plain())
         taken = {**meta, "model": weights, "epoch": row.epoch, "metrics": row.to_plain()}
         # last.pt first: if the process dies between the two writes, last.pt (whose weights
         # are then the best ones) is enough for a resume to rewrite best.pt.
+        started = time.perf_counter()
         ckpt.save_atomic({**taken, **run.resume_state(state)}, run_dir / "last.pt")
         if is_best:
             ckpt.save_atomic(taken, run_dir / "best.pt")
+        logging.getLogger("cnnctl").debug(
+            f"epoch {row.epoch}: checkpoint(s) written in {time.perf_counter() - started:.2f}s"
+            f"{' (new best)' if is_best else ''}"
+        )
 
     return on_epoch_end
 
 
-def _finish(run: _Session, run_dir: Path, state: FitState) -> TrainOutcome:
-    """Reload best.pt, evaluate it on the test split, write summary.json."""
+def _finish(run: _Session, run_dir: Path, state: FitState, say: Callable[[str], None]) -> TrainOutcome:
+    """Reload best.pt, evaluate it on the test split, write summary.json and the plots."""
     cfg, splits = run.cfg, run.splits
     best = ckpt.load_checkpoint(run_dir / "best.pt", map_location=run.device) if state.best_epoch else None
     test_result = None
@@ -397,7 +431,33 @@ def _finish(run: _Session, run_dir: Path, state: FitState) -> TrainOutcome:
         "versions": ckpt.versions(),
     }
     write_json(run_dir / "summary.json", summary)
+    if cfg.output.plots:
+        _train_plots(run, run_dir, state, test_result, say)
     return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary)
+
+
+def _train_plots(
+    run: _Session, run_dir: Path, state: FitState, test: EvalResult | None, say: Callable[[str], None]
+) -> None:
+    """curves.png and the confusion matrix of best.pt (test split, else val); a plot that
+    cannot be drawn is a warning, never a failed run."""
+    from cnnctl import plots
+
+    try:
+        plots.curves(state.history, state.best_epoch, run_dir / "plots" / "curves.png")
+        if state.best_epoch:
+            split, result = ("test", test) if test is not None else ("val", None)
+            if result is None:
+                result = run.stepper.evaluate(run.val_batches, run.splits.classes)
+            plots.confusion(
+                result.confusion.tolist(),
+                run.splits.classes,
+                run_dir / "plots" / f"confusion_{split}.png",
+                title=f"best.pt, {split}",
+            )
+        say(f"plots in {run_dir / 'plots'}")
+    except Exception as err:  # noqa: BLE001 - plots are a convenience, the run is done
+        logging.getLogger("cnnctl").warning(f"plots not drawn: {err.__class__.__name__}: {err}")
 
 
 def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper) -> FitState:
@@ -529,10 +589,12 @@ def evaluate(
     topk: int = 5,
     batch_size: int | None = None,
     device: str = "auto",
+    plots_dir: Path | None = None,
 ) -> tuple[EvalResult, str]:
     """Metrics of a checkpoint on a split: of its own dataset, an image folder or a config's.
 
-    Returns the result and a description of what was evaluated.
+    Returns the result and a description of what was evaluated. With `plots_dir`, also
+    draws the confusion matrix and a grid of the most confidently wrong images there.
     """
     loaded = load_model(checkpoint_path, device)
     cfg = validate(loaded.checkpoint["config"], f"{checkpoint_path} (stored config)")
@@ -546,7 +608,34 @@ def evaluate(
         pin=loaded.stepper.device.type == "cuda",
     )
     ks = tuple(sorted({1, max(1, topk)}))
-    return loaded.stepper.evaluate(batches, loaded.classes, topk=ks), what
+    keep = WRONG_SHOWN if plots_dir is not None else 0
+    result = loaded.stepper.evaluate(batches, loaded.classes, topk=ks, keep_wrong=keep)
+    if isinstance(dataset, FileDataset):
+        for wrong in result.wrong:
+            wrong["path"] = dataset.files[wrong["index"]]
+    if plots_dir is not None:
+        _eval_plots(result, dataset, split, plots_dir)
+    return result, what
+
+
+WRONG_SHOWN = 16  # images in evaluate's "most confidently wrong" grid
+
+
+def _eval_plots(result: EvalResult, dataset: LabelledDataset, split: str, folder: Path) -> None:
+    """confusion_<split>.png and wrong_<split>.png; failures are warnings, not errors."""
+    from cnnctl import plots
+
+    try:
+        plots.confusion(
+            result.confusion.tolist(), result.classes, folder / f"eval_{split}_confusion.png", split
+        )
+        images = [dataset[w["index"]][0] for w in result.wrong]
+        captions = [f"true {w['true']}\npred {w['predicted']} ({w['confidence']:.2f})" for w in result.wrong]
+        plots.wrong_grid(
+            images, captions, folder / f"eval_{split}_wrong.png", f"most confidently wrong ({split})"
+        )
+    except Exception as err:  # noqa: BLE001 - plots are a convenience
+        logging.getLogger("cnnctl").warning(f"plots not drawn: {err.__class__.__name__}: {err}")
 
 
 def _eval_dataset(
@@ -636,6 +725,32 @@ class _PredictFiles(Dataset[tuple[torch.Tensor, int, str]]):
             return torch.zeros(self.spec.shape, dtype=torch.uint8), i, reason
 
 
+@dataclass
+class Scorer:
+    """What `predict` runs images through: a checkpoint's network or an exported ONNX model."""
+
+    classes: list[str]
+    input: InputSpec  # how a file becomes a uint8 input (the same path for both kinds)
+    score: Callable[[torch.Tensor], torch.Tensor]  # uint8 (N, C, H, W) → (N, classes) probabilities
+    pin_memory: bool = False
+
+
+def load_scorer(path: str | Path, device: str = "auto") -> Scorer:
+    """A checkpoint / run dir on `device`, or an exported `.onnx` model (read with its sidecar)
+    on onnxruntime's CPU provider."""
+    if Path(path).suffix.lower() == ".onnx":
+        if device not in ("auto", "cpu"):
+            raise ConfigError(
+                f"--device {device}: an .onnx model runs on onnxruntime's CPU provider; leave --device out"
+            )
+        from cnnctl.export import OnnxClassifier
+
+        exported = OnnxClassifier(path)
+        return Scorer(exported.classes, exported.input, exported.predict)
+    loaded = load_model(path, device)
+    return Scorer(loaded.classes, loaded.input, loaded.stepper.predict, loaded.stepper.device.type == "cuda")
+
+
 def predict(
     checkpoint_path: str | Path,
     paths: Sequence[str | Path],
@@ -644,22 +759,25 @@ def predict(
     device: str = "auto",
     workers: int | None = None,
 ) -> Iterator[Prediction]:
-    """Label every image under `paths`, streaming results batch by batch (flat memory)."""
-    loaded = load_model(checkpoint_path, device)
+    """Label every image under `paths`, streaming results batch by batch (flat memory).
+
+    `checkpoint_path` is a checkpoint, a run dir, or an exported `.onnx` model with its sidecar.
+    """
+    model = load_scorer(checkpoint_path, device)
     files = collect_images(paths)
-    k = max(1, min(topk, len(loaded.classes)))
+    k = max(1, min(topk, len(model.classes)))
     if workers is None:
         import os
 
         workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if len(files) > batch_size else 0
     loader: DataLoader[Any] = DataLoader(
-        _PredictFiles(files, loaded.input),
+        _PredictFiles(files, model.input),
         batch_size=batch_size,
         num_workers=workers,
-        pin_memory=loaded.stepper.device.type == "cuda",
+        pin_memory=model.pin_memory,
     )
     for images, indices, errors in loader:
-        probs = loaded.stepper.predict(images)
+        probs = model.score(images)
         top_p, top_i = probs.topk(k, dim=1)
         for row, (index, error) in enumerate(zip(indices.tolist(), errors, strict=True)):
             path = str(files[index])
@@ -667,7 +785,7 @@ def predict(
                 yield Prediction(path, "", None, [], error)
                 continue
             pairs = [
-                (loaded.classes[c], float(p))
+                (model.classes[c], float(p))
                 for c, p in zip(top_i[row].tolist(), top_p[row].tolist(), strict=True)
             ]
             yield Prediction(path, pairs[0][0], pairs[0][1], pairs, "")
