@@ -38,6 +38,17 @@ def tiny_data(cfg: RunConfig, tmp_path: Path) -> list[str]:
             "data.val_fraction=0.3",
             "data.test_fraction=null",
         ]
+    if source == "csv":
+        from tests.test_data_sources import tiny_csv_files
+
+        return [*common, *tiny_csv_files(cfg.data, tmp_path)]
+    if source == "torchvision":
+        from tests.test_data_sources import write_mnist
+
+        if cfg.data.name not in ("MNIST", "FashionMNIST", "KMNIST"):
+            pytest.skip(f"no tiny-data writer for torchvision {cfg.data.name} yet")
+        write_mnist(tmp_path / "torchvision", str(cfg.data.name), train=30, test=10, size=28, classes=10)
+        return [*common, f"data.root={tmp_path / 'torchvision'}", "data.download=false"]
     pytest.skip(f"no tiny-data adapter for source {source} yet")
 
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnctl.config import DataConfig
-from cnnctl.data import folder, synthetic
+from cnnctl.data import csv_source, folder, synthetic, torchvision_source
 from cnnctl.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -31,8 +31,9 @@ from cnnctl.data.transforms import (
 from cnnctl.errors import DataError
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
-DEFAULT_SIZE = {"synthetic": 32, "image_folder": 64}
+DEFAULT_SIZE = {"synthetic": 32, "image_folder": 64}  # csv, torchvision: the data's native size
 STATS_SAMPLE = 512  # images read to compute `normalize: auto` on an image folder
+STATS_IN_MEMORY = 10_000  # at most this many (evenly spaced) for in-memory csv / torchvision data
 
 
 class ArrayDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -128,8 +129,22 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: in
     return [sorted(p) for p in parts]
 
 
-def input_size(cfg: DataConfig) -> tuple[int, int]:
-    size = cfg.image_size if cfg.image_size is not None else DEFAULT_SIZE.get(cfg.source, 64)
+def input_size(cfg: DataConfig, native: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(H, W) fed to the model: data.image_size, else the source's native size.
+
+    `native` is the size of the images as read (csv, torchvision); without it the size is
+    known from the config alone where it can be (csv image_shape, a torchvision dataset).
+    """
+    size = cfg.image_size
+    if size is None:
+        if native is not None:
+            return native
+        if cfg.source == "csv" and cfg.image_shape is not None:
+            return cfg.image_shape[1], cfg.image_shape[2]
+        if cfg.source == "torchvision" and cfg.name is not None and cfg.name in torchvision_source.KNOWN:
+            size = torchvision_source.KNOWN[cfg.name].size
+        else:
+            size = DEFAULT_SIZE.get(cfg.source, 64)
     return (size, size) if isinstance(size, int) else (size[0], size[1])
 
 
@@ -162,6 +177,11 @@ def build_splits(cfg: DataConfig, seed: int, spec: InputSpec | None = None) -> S
         return _synthetic(cfg, seed, spec)
     if cfg.source == "image_folder":
         return _image_folder(cfg, seed, spec)
+    if cfg.source == "csv":
+        parts, classes = csv_source.load(cfg)
+        return _in_memory(cfg, seed, spec, parts, classes)
+    if cfg.source == "torchvision":
+        return _torchvision(cfg, seed, spec)
     raise DataError(f"data.source '{cfg.source}' is not available in this version of cnnctl")
 
 
@@ -245,6 +265,119 @@ def _image_folder(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
         classes=classes,
         input=spec,
     )
+
+
+def _torchvision(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
+    known = torchvision_source.lookup(cfg.name)
+    if spec is None:
+        target = (cfg.channels or known.channels, input_size(cfg), cfg.resize)
+    else:
+        target = (spec.channels, spec.size, spec.resize)
+    parts, classes, fitted = torchvision_source.load(cfg, target)
+    return _in_memory(cfg, seed, spec, parts, classes, fitted=fitted)
+
+
+def _in_memory(
+    cfg: DataConfig,
+    seed: int,
+    spec: InputSpec | None,
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    classes: list[str],
+    fitted: bool = False,
+) -> Splits:
+    """Splits from native uint8 (N, C, H, W) images held in memory (csv, torchvision).
+
+    `parts` holds "train" and the splits the source has ("val", "test"); the others are
+    carved from train. Images are converted to the spec's channels and size once, here
+    (`fitted`: the source already did).
+    """
+    images, labels = parts["train"]
+    if spec is None:
+        channels = cfg.channels or int(images.shape[1])
+        size = input_size(cfg, (int(images.shape[2]), int(images.shape[3])))
+        resize = cfg.resize
+    else:
+        channels, size, resize = spec.channels, spec.size, spec.resize
+    prepared = {
+        name: part if fitted else prepare_images(part, channels, size, resize)
+        for name, (part, _) in parts.items()
+    }
+    need_test = "test" not in parts and cfg.test_fraction is not None
+    train_idx, val_idx, test_idx = _carve(cfg, labels.tolist(), seed, "val" not in parts, need_test)
+    train_all = ArrayDataset(prepared["train"], labels)
+    if spec is None:
+        step = max(1, -(-len(train_idx) // STATS_IN_MEMORY))
+        mean, std = _norm_stats(cfg, channels, lambda: train_all.images[train_idx[::step]])
+        spec = InputSpec(channels, size, resize, mean, std)
+
+    def split(name: str, carved: list[int]) -> ArrayDataset | None:
+        if name in parts:
+            return ArrayDataset(prepared[name], parts[name][1])
+        return train_all.subset(carved) if carved else None
+
+    val = split("val", val_idx)
+    assert val is not None
+    return Splits(
+        train=train_all.subset(train_idx, build_augment(cfg.augment, spec.size)),
+        val=val,
+        test=split("test", test_idx),
+        classes=classes,
+        input=spec,
+    )
+
+
+RESIZE_BATCH = 4096  # images resized per interpolate call
+
+
+def prepare_images(
+    images: torch.Tensor, channels: int, size: tuple[int, int], resize: int | None
+) -> torch.Tensor:
+    """A uint8 (N, C, H, W) batch → `channels` and (H, W) `size` the way `fit_size` does one image.
+
+    Grey ↔ RGB as PIL converts ('L' = ITU-R 601-2 luma); bilinear, antialiased resizing,
+    straight to `size` or, with `resize`, shorter side to `resize` then a centre crop.
+    """
+    if images.shape[1] == 3 and channels == 1:
+        weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32).view(1, 3, 1, 1)
+        luma = (images.to(torch.int32) * weights).sum(dim=1, keepdim=True) + 32768
+        images = (luma >> 16).to(torch.uint8)
+    images = _resize_batch(images, size, resize)
+    if images.shape[1] == 1 and channels == 3:
+        images = images.expand(-1, 3, -1, -1).contiguous()
+    return images
+
+
+def _resize_batch(images: torch.Tensor, size: tuple[int, int], resize: int | None) -> torch.Tensor:
+    h, w = size
+    src_h, src_w = int(images.shape[2]), int(images.shape[3])
+    if resize is None:
+        new = (h, w)
+    else:
+        scale = resize / min(src_h, src_w)
+        new = (max(h, round(src_h * scale)), max(w, round(src_w * scale)))
+    if new == (src_h, src_w) == (h, w):
+        return images
+    top, left = (new[0] - h) // 2, (new[1] - w) // 2
+    out = torch.empty((images.shape[0], images.shape[1], h, w), dtype=torch.uint8)
+    for start in range(0, images.shape[0], RESIZE_BATCH):
+        chunk = images[start : start + RESIZE_BATCH]
+        if new != (src_h, src_w):
+            chunk = _interpolate(chunk, new)
+        out[start : start + RESIZE_BATCH] = chunk[:, :, top : top + h, left : left + w]
+    return out
+
+
+def _interpolate(chunk: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of a uint8 batch (natively where torch can, else via float)."""
+    try:
+        return torch.nn.functional.interpolate(
+            chunk, size=size, mode="bilinear", align_corners=False, antialias=True
+        )
+    except (RuntimeError, NotImplementedError):  # pragma: no cover - torch builds without uint8 kernels
+        resized = torch.nn.functional.interpolate(
+            chunk.float(), size=size, mode="bilinear", align_corners=False, antialias=True
+        )
+        return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def folder_eval_set(
