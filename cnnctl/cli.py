@@ -343,6 +343,36 @@ def config_validate(config: ConfigArg, set_: SetOption = None) -> None:
     _guard(body)
 
 
+@data_app.command("check")
+def data_check(
+    config: ConfigArg,
+    set_: SetOption = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Check a config's data without training: images per class and split, unreadable files.
+
+    Every image of an image folder is fully decoded once (verdicts cached by path, size and
+    mtime). Exit 0: all usable; 1: some files are unreadable (training skips them);
+    2: a problem that stops training (missing folder, empty class, class mismatch, bad CSV).
+    """
+
+    def body() -> None:
+        from cnnctl import workflows
+        from cnnctl.report import data_check_tables
+
+        result = workflows.check_data(_load(config, set_))
+        if json_:
+            typer.echo(json.dumps(result, indent=2))
+        else:
+            console = _console()
+            for table in data_check_tables(result):
+                console.print(table)
+        if result["unreadable"]:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
 @data_app.command("synth")
 def data_synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the images into.", show_default=False)],

@@ -174,6 +174,7 @@ class DataConfig(Section):
         "root": ("image_folder", "torchvision"),
         "classes": ("image_folder", "csv"),
         "extensions": ("image_folder",),
+        "check_images": ("image_folder",),
         "num_classes": ("synthetic",),
         "samples_per_class": ("synthetic",),
         "noise": ("synthetic",),
@@ -240,6 +241,11 @@ class DataConfig(Section):
     )
     extensions: list[str] | None = Field(
         None, description="image_folder: file extensions to read; null = common image types."
+    )
+    check_images: bool = Field(
+        True,
+        description="image_folder: decode every image once before training and skip (listing "
+        "them) the unreadable ones; verdicts cached by path, size and mtime.",
     )
     num_classes: int = Field(4, ge=2, le=6, description="synthetic: number of shape classes.")
     samples_per_class: int = Field(300, ge=4, description="synthetic: images generated per class.")

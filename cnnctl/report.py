@@ -137,6 +137,29 @@ class ConsoleProgress:
             self.console.print(epoch_line(row, self.epochs), highlight=False)
 
 
+def data_check_tables(result: dict[str, Any]) -> list[Table]:
+    """`cnnctl data check`: images per class and split, then the unreadable files."""
+    splits = result["splits"]
+    table = Table(title=f"data check ({result['source']})", title_justify="left")
+    table.add_column("class")
+    for name in splits:
+        table.add_column(name, justify="right")
+    classes = list(next(iter(splits.values()))) if splits else []
+    for cls in classes:
+        table.add_row(cls, *(str(splits[name].get(cls, 0)) for name in splits))
+    table.add_row("total", *(str(sum(split.values())) for split in splits.values()), style="bold")
+    tables = [table]
+    bad = result["unreadable"]
+    if bad:
+        listing = Table(title=f"{len(bad)} unreadable file(s), skipped by training", title_justify="left")
+        listing.add_column("file")
+        listing.add_column("reason")
+        for row in bad:
+            listing.add_row(row["path"], row["reason"])
+        tables.append(listing)
+    return tables
+
+
 def runs_table(records: list[dict[str, Any]]) -> Table:
     table = Table(title="runs", title_justify="left")
     for col in ("name", "model", "dataset", "epochs", "best val loss", "test acc", "date"):

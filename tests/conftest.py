@@ -55,6 +55,12 @@ def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
 
 
+@pytest.fixture(autouse=True)
+def _private_check_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image-check cache goes to a temp folder, never the user's ~/.cache."""
+    monkeypatch.setenv("CNNCTL_CACHE", str(tmp_path_factory.getbasetemp() / "check-cache"))
+
+
 @pytest.fixture
 def write_config(tmp_path: Path):
     """write_config(changes, name) → path of a YAML config: TINY merged with changes."""

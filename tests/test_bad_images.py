@@ -109,3 +109,106 @@ def test_decompression_bomb_is_rejected_fast(tmp_path: Path) -> None:
     start = time.perf_counter()
     reason = verify_image(str(path))
     assert reason.startswith("too large") and time.perf_counter() - start < 2
+
+
+def wild_dataset(root: Path) -> tuple[Path, dict[str, Path]]:
+    """Two classes: `wild` holds every odd and broken file (plus hidden ones), `plain` good PNGs."""
+    files = wild_folder(root / "wild")
+    (root / "wild" / ".DS_Store").write_bytes(b"\0\1junk")
+    (root / "wild" / "._good.png").write_bytes(b"AppleDouble")
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        save(Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)), root / "plain" / f"{i}.png")
+    return root, files
+
+
+def folder_config(tmp_path: Path, root: Path, write_config) -> Path:
+    import yaml
+
+    from tests.conftest import TINY, merge
+
+    cfg = merge(TINY, {"output": {"dir": str(tmp_path / "runs")}})
+    cfg["data"] = {
+        "source": "image_folder",
+        "root": str(root),
+        "image_size": 16,
+        "batch_size": 4,
+        "val_fraction": 0.3,
+    }
+    path = tmp_path / "wild.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_training_skips_unreadable_files_before_the_first_epoch(runner, write_config, tmp_path: Path) -> None:
+    from tests.conftest import invoke
+
+    root, _ = wild_dataset(tmp_path / "data")
+    before = {**digest(root / "wild"), **digest(root / "plain")}
+    config = folder_config(tmp_path, root, write_config)
+    result = invoke(runner, "train", config)
+    assert result.exit_code == 0, result.output
+    warning = next(line for line in result.output.splitlines() if "skipping" in line)
+    assert "skipping 3 unreadable image(s) of 15" in warning
+    assert all(name in warning for name in ("truncated.jpg", "empty.png", "text.jpg"))
+    summary = (config.parent / "runs" / "wild" / "summary.json").read_text()
+    assert '"train_samples": 8' in summary and '"val_samples": 4' in summary  # 12 usable files
+    assert {**digest(root / "wild"), **digest(root / "plain")} == before  # nothing touched
+
+
+def test_data_check_reports_without_training(runner, write_config, tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import invoke
+
+    root, _ = wild_dataset(tmp_path / "data")
+    config = folder_config(tmp_path, root, write_config)
+    result = invoke(runner, "data", "check", config)
+    assert result.exit_code == 1, result.output  # usable, but with unreadable files
+    assert (
+        "3 unreadable file(s), skipped by training" in result.output
+        and "empty file (0 bytes)" in result.output
+    )
+    assert not (config.parent / "runs").exists()
+    again = json.loads(invoke(runner, "data", "check", config, "--json").output)
+    assert again["cached"] == 15  # the second check decodes nothing
+    assert again["splits"]["all (split by fraction)"] == {"plain": 6, "wild": 6}
+
+    (root / "wild" / "text.jpg").unlink()
+    (root / "wild" / "truncated.jpg").unlink()
+    (root / "wild" / "empty.png").unlink()
+    assert invoke(runner, "data", "check", config).exit_code == 0
+
+    (root / "empty_class").mkdir()
+    blocked = invoke(runner, "data", "check", config)
+    assert blocked.exit_code == 2 and "empty_class" in blocked.output
+
+
+def test_a_class_with_only_unreadable_files_stops_before_training(
+    runner, write_config, tmp_path: Path
+) -> None:
+    from tests.conftest import invoke
+
+    root = tmp_path / "data"
+    wild_dataset(root)
+    broken = root / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"")
+    (broken / "b.jpg").write_text("no image")
+    result = invoke(runner, "train", folder_config(tmp_path, root, write_config))
+    assert result.exit_code == 2
+    assert "['broken'] have no readable image left" in result.output.strip().splitlines()[-1]
+
+
+def test_val_folder_missing_a_class_is_an_error_before_training(runner, write_config, tmp_path: Path) -> None:
+    from tests.conftest import invoke
+
+    rng = np.random.default_rng(2)
+    for split, classes in (("train", ("a", "b")), ("val", ("a",))):
+        for cls in classes:
+            for i in range(3):
+                pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+                save(Image.fromarray(pixels), tmp_path / "d" / split / cls / f"{i}.png")
+    result = invoke(runner, "train", folder_config(tmp_path, tmp_path / "d", write_config))
+    assert result.exit_code == 2
+    assert "differ from train's" in result.output and "['a']" in result.output

@@ -225,6 +225,8 @@ def _image_folder(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     extensions = folder.normalise_extensions(cfg.extensions)
     dirs = folder.find_split_dirs(root) or {"train": root}
     scanned = {name: folder.scan_split(path, extensions) for name, path in dirs.items()}
+    if cfg.check_images:
+        scanned = checked_splits(scanned)
     classes = folder.resolve_classes(scanned["train"].classes_present, cfg.classes, dirs["train"])
     for name in ("val", "test"):
         if name in scanned and set(scanned[name].classes_present) != set(classes):
@@ -380,6 +382,37 @@ def _interpolate(chunk: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def checked_splits(scanned: dict[str, folder.FolderSplit]) -> dict[str, folder.FolderSplit]:
+    """Every split without its unreadable files (fully decoded once, verdicts cached).
+
+    The skipped files are counted and listed in one warning; a class left with no
+    readable image is an error before training.
+    """
+    import logging
+
+    from cnnctl.data.check import check_files
+
+    every = [f for split in scanned.values() for f in split.files]
+    report = check_files(every)
+    if not report.bad:
+        return scanned
+    logging.getLogger("cnnctl").warning(report.summary())
+    bad = {path for path, _ in report.bad}
+    kept: dict[str, folder.FolderSplit] = {}
+    for name, split in scanned.items():
+        pairs = [(f, c) for f, c in zip(split.files, split.class_of_file, strict=True) if f not in bad]
+        emptied = sorted(set(split.classes_present) - {c for _, c in pairs})
+        if emptied:
+            raise DataError(
+                f"{split.root}: class folder(s) {emptied} have no readable image left; "
+                "`cnnctl data check CONFIG` lists the unreadable files"
+            )
+        kept[name] = folder.FolderSplit(
+            split.root, [f for f, _ in pairs], [c for _, c in pairs], split.classes_present
+        )
+    return kept
+
+
 def folder_eval_set(
     root: Path, split: str, spec: InputSpec, classes: list[str], extensions: list[str] | None
 ) -> FileDataset:
@@ -393,7 +426,7 @@ def folder_eval_set(
         if split not in dirs:
             raise DataError(f"{root}: has no {split}/ folder (found: {', '.join(dirs)})")
         root = dirs[split]
-    scanned = folder.scan_split(root, folder.normalise_extensions(extensions))
+    scanned = checked_splits({split: folder.scan_split(root, folder.normalise_extensions(extensions))})[split]
     if set(scanned.classes_present) != set(classes):
         raise DataError(
             f"{root}: its classes {scanned.classes_present} differ from the checkpoint's {classes}"
