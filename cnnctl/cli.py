@@ -118,12 +118,30 @@ def train(
         Path | None,
         typer.Option("--json", help="Write summary.json's content here too; '-' = stdout (implies --quiet)."),
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes on this machine (one per GPU): runs this command under torchrun with DDP; "
+            "data.batch_size is per process.",
+        ),
+    ] = 1,
 ) -> None:
     """Train a model: train → validate every epoch → test best.pt at the end.
 
     Ctrl-C or SIGTERM stops at the next batch (exit 130 / 143); last.pt keeps the last
-    completed epoch and `--resume RUN_DIR` continues from it.
+    completed epoch and `--resume RUN_DIR` continues from it. Under torchrun
+    (`torchrun --nproc_per_node N -m cnnctl train CONFIG`) every process trains its share
+    of each batch and rank 0 alone writes the run (docs/distributed.md).
     """
+    if nproc > 1:
+        args = [str(config)] if config is not None else []
+        for item in set_ or []:
+            args += ["--set", item]
+        options = {"--device": device, "--name": name, "--resume": resume, "--json": json_out}
+        args += [part for key, value in options.items() if value is not None for part in (key, str(value))]
+        args += [flag for flag, on in (("--force", force), ("--quiet", quiet)) if on]
+        raise typer.Exit(_torchrun(nproc, args))
 
     def body() -> None:
         extra = [f"device={device}"] if device else []
@@ -154,7 +172,7 @@ def train(
             log=None if silent else lambda m: console.print(m, highlight=False),
             resume=point,
         )
-        if not _emit_json(json_out, outcome.summary):
+        if outcome.main and not _emit_json(json_out, outcome.summary):
             console.print(train_table(outcome.summary))
 
     _guard(body)
@@ -310,6 +328,19 @@ def export(
             )
 
     _guard(body)
+
+
+def _torchrun(nproc: int, train_args: list[str]) -> int:
+    """`cnnctl train --nproc N ...` = torchrun --standalone --nproc_per_node N -m cnnctl train ...;
+    its exit code (non-zero as soon as any process fails: torchrun stops the others)."""
+    import subprocess
+
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "cnnctl", "train", *train_args,
+    ]  # fmt: skip
+    typer.echo(f"launching: {' '.join(command[1:])}", err=True)
+    return subprocess.run(command, check=False).returncode
 
 
 def _usage(message: str) -> CnnctlError:

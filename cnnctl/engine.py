@@ -20,6 +20,7 @@ from torch import nn
 from cnnctl.data import Batches
 from cnnctl.data.transforms import Normalizer
 from cnnctl.devices import Precision
+from cnnctl.distributed import Dist
 from cnnctl.errors import RunFailed
 from cnnctl.metrics import EvalResult, MetricAccumulator
 from cnnctl.optim import BINARY_LOGIT, Schedule, eval_loss_sum, probabilities
@@ -100,11 +101,13 @@ class Stepper:
         grad_clip: float | None = None,
         nan_policy: str = "stop",
         should_stop: Callable[[], bool] | None = None,
+        dist: Dist | None = None,
     ):
         self.model, self.device, self.precision, self.kind = model, device, precision, kind
         self.normalizer = normalizer.to(device)
         self.optimizer, self.loss_fn, self.schedule, self.grad_clip = optimizer, loss_fn, schedule, grad_clip
         self.nan_policy = nan_policy
+        self.dist = dist or Dist()  # several processes: metrics are summed over them
         self.should_stop = should_stop  # polled before every batch: a signal asked the run to stop
         self.skipped = 0  # batches skipped for a non-finite loss (nan_policy skip_batch), this epoch
         self.position = (0, 0)  # (epoch, batch) being worked on, for messages
@@ -174,6 +177,12 @@ class Stepper:
                 f"every training batch of epoch {epoch} had a non-finite loss ({self.skipped} "
                 "skipped): lower optimizer.lr or set train.grad_clip; best.pt is kept as it was"
             )
+        if self.dist.enabled:
+            totals = torch.stack(
+                [loss_sum.double(), correct.double(), torch.tensor(float(seen), device=self.device)]
+            )
+            self.dist.all_reduce_(totals)
+            loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
 
     def _poll_stop(self) -> None:
@@ -193,6 +202,8 @@ class Stepper:
             x, y = self.to_device(x_cpu, y_cpu)
             outputs = self.forward(x)
             acc.update(probabilities(outputs, self.kind), y, eval_loss_sum(outputs, y, self.kind))
+        if self.dist.enabled:
+            acc.all_reduce(self.dist.all_reduce_, self.device)
         return acc.result()
 
     @torch.inference_mode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,25 @@ class MetricAccumulator:
             for i in miss[best].tolist():
                 self.wrong.append((float(confidence[i]), self.count + i, int(targets[i]), int(predicted[i])))
             self.wrong = sorted(self.wrong, key=lambda w: (-w[0], w[1]))[: self.keep_wrong]
+
+    def all_reduce(self, reduce: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> None:
+        """Sum the counts over processes (`reduce` sums a tensor in place across ranks), so every
+        rank's `result()` is the global one. Packed into one float64 tensor: one collective."""
+        k = len(self.classes)
+        confusion = self.confusion if self.confusion is not None else torch.zeros(k, k, dtype=torch.long)
+        tops = [t for t in self.topk if 1 < t < k]
+        packed = torch.cat(
+            [
+                torch.tensor([float(self.loss_sum), float(self.count)], dtype=torch.float64),
+                confusion.detach().cpu().flatten().to(torch.float64),
+                torch.tensor([float(self.topk_hits.get(t, 0)) for t in tops], dtype=torch.float64),
+            ]
+        ).to(device)
+        packed = reduce(packed).cpu()
+        self.loss_sum, self.count = float(packed[0]), int(packed[1])
+        self.confusion = packed[2 : 2 + k * k].round().long().reshape(k, k)
+        for i, t in enumerate(tops):
+            self.topk_hits[t] = int(packed[2 + k * k + i])
 
     def result(self) -> EvalResult:
         k = len(self.classes)

@@ -32,6 +32,7 @@ from cnnctl.data import (
 )
 from cnnctl.data.transforms import IMAGE_EXTENSIONS, InputSpec, Normalizer, load_for_model
 from cnnctl.devices import Precision, resolve_device, resolve_precision
+from cnnctl.distributed import Dist
 from cnnctl.engine import (
     EpochRow,
     FitSettings,
@@ -70,6 +71,7 @@ class TrainOutcome:
     test: EvalResult | None
     device: str
     summary: dict[str, Any] = field(default_factory=dict)
+    main: bool = True  # False on the other ranks under torchrun: they print nothing
 
 
 def resolve_config(cfg: RunConfig) -> RunConfig:
@@ -172,9 +174,15 @@ def train(
     With `resume`, continue that run in its own directory from its last completed epoch.
     SIGINT/SIGTERM stop at the next batch boundary with `Interrupted` (exit 130/143).
     """
+    dist = Dist.from_env(cfg.device)  # torchrun: join the process group; else one process
+    if not dist.main:  # only rank 0 reports
+        progress, log = SilentProgress(), lambda message: None
     say = log or (lambda message: None)
-    with _logs_to(log), StopSignals() as signals:
-        return _train(cfg, run_name, force, progress or SilentProgress(), say, resume, signals)
+    try:
+        with _logs_to(log), StopSignals() as signals:
+            return _train(cfg, run_name, force, progress or SilentProgress(), say, resume, signals, dist)
+    finally:
+        dist.close()
 
 
 @dataclass
@@ -182,12 +190,13 @@ class _Session:
     """Everything one training run works with, built by `_build_session`."""
 
     cfg: RunConfig
+    dist: Dist
     device: torch.device
     precision: Precision
     splits: Splits
     spec: ModelSpec
     kind: str
-    model: torch.nn.Module
+    model: torch.nn.Module  # the network itself (the stepper's may be its DDP wrapper)
     stepper: Stepper
     train_batches: Any
     val_batches: Any
@@ -214,14 +223,15 @@ class _Session:
             "schedule": stepper.schedule.state_dict(),
             "scaler": stepper.scaler.state_dict(),
             "rng": ckpt.rng_state(),
+            **({"rng_ranks": self.dist.gather(ckpt.rng_state())} if self.dist.enabled else {}),
         }
 
 
-def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSignals) -> _Session:
+def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSignals, dist: Dist) -> _Session:
     """Data, model (pretrained weights loaded for a new run), loaders, optimizer, schedule."""
     seed_everything(cfg.seed)
     _set_deterministic(cfg.train.deterministic)
-    device = resolve_device(cfg.device)
+    device = resolve_device(dist.device_name(cfg.device))
     precision = resolve_precision(cfg.train.amp, device)
     if resume is None:
         cfg = resolve_config(cfg)  # a resumed run's config is resolved already
@@ -234,17 +244,23 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         )
     seed_everything(cfg.seed)  # model init does not depend on how much randomness the data used
     model = build_model(spec)
-    if cfg.model.family() == TORCHVISION and resume is None:
+    if cfg.model.family() == TORCHVISION and resume is None and dist.main:
         from cnnctl.models.transfer import load_pretrained
 
-        load_pretrained(model, cfg.model.weights)  # the only place weights are read or downloaded
+        # The only place weights are read or downloaded; under torchrun rank 0 alone loads
+        # them and DistributedDataParallel copies rank 0's weights to the others.
+        load_pretrained(model, cfg.model.weights)
     model = model.to(device)
+    wrapped = dist.wrap(model, device)
+    if dist.enabled:
+        seed_everything(cfg.seed + dist.rank)  # same init everywhere, own dropout/augmentation
 
     pin = cfg.data.pin_memory is True or (cfg.data.pin_memory == "auto" and device.type == "cuda")
     options: dict[str, Any] = {
         "seed": cfg.seed,
         "workers": resolve_workers(cfg.data, splits.in_memory),
         "pin": pin,
+        "shard": dist.shard,
     }
     batch = cfg.data.batch_size
     train_batches = make_loader(splits.train, batch, shuffle=True, **options)
@@ -261,8 +277,13 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         for g in optimizer.param_groups
     )
     log.debug(f"optimizer {type(optimizer).__name__} ({groups}); precision {precision.name}")
+    if dist.enabled:
+        log.info(
+            f"distributed: {dist.world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), "
+            f"batch {batch} per process = {batch * dist.world} per optimizer step"
+        )
     stepper = Stepper(
-        model,
+        wrapped,
         Normalizer(splits.input),
         device,
         precision,
@@ -273,9 +294,10 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         grad_clip=cfg.train.grad_clip,
         nan_policy=cfg.train.nan_policy,
         should_stop=signals.requested,
+        dist=dist,
     )
     return _Session(
-        cfg, device, precision, splits, spec, kind, model, stepper, train_batches, val_batches, options
+        cfg, dist, device, precision, splits, spec, kind, model, stepper, train_batches, val_batches, options
     )
 
 
@@ -287,33 +309,39 @@ def _train(
     say: Callable[[str], None],
     resume: ResumePoint | None,
     signals: StopSignals,
+    dist: Dist,
 ) -> TrainOutcome:
-    run = _build_session(cfg, resume, signals)
+    run = _build_session(cfg, resume, signals, dist)
     cfg, splits = run.cfg, run.splits
     state = FitState()
     if cfg.logging.tensorboard:
         TensorBoardLog.require()
     if resume is None:
-        run_dir = create_run_dir(cfg.output.dir, run_name, force=force)
+        made = create_run_dir(cfg.output.dir, run_name, force=force) if dist.main else None
+        run_dir = Path(dist.broadcast(str(made) if made else None))  # one run dir for all ranks
     else:
         run_dir = resume.run_dir
-        state = _restore(resume, run.model, run.stepper)
+        state = _restore(resume, run.model, run.stepper, write=dist.main)
         _check_unfinished(run_dir, state, cfg)
         say(f"resuming {run_dir} after epoch {state.epoch} (best so far: epoch {state.best_epoch})")
-    _write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+    if dist.main:
+        _write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
     say(
         f"run dir {run_dir} · device {run.device} · amp {run.precision.name} · "
         f"{len(splits.train)} train / {len(splits.val)} val / "
         f"{len(splits.test) if splits.test is not None else 0} test images · "
         f"{len(splits.classes)} classes · input {'x'.join(map(str, splits.input.shape))}"
     )
-    sinks: list[Any] = [MetricsLog(run_dir / "metrics.csv", rows=state.history)]
-    if cfg.logging.tensorboard:
-        sinks.append(TensorBoardLog(run_dir / "tensorboard"))
+    sinks: list[Any] = []
+    if dist.main:
+        sinks.append(MetricsLog(run_dir / "metrics.csv", rows=state.history))
+        if cfg.logging.tensorboard:
+            sinks.append(TensorBoardLog(run_dir / "tensorboard"))
     on_epoch_end = _checkpointer(run, run_dir, sinks)
     settings = FitSettings(cfg.train.epochs, cfg.train.monitor, cfg.train.patience, cfg.train.min_delta)
-    if resume is not None:
-        ckpt.restore_rng(resume.checkpoint["rng"])  # last: building the session used the RNGs too
+    if resume is not None:  # last: building the session used the RNGs too
+        per_rank = resume.checkpoint.get("rng_ranks") or []
+        ckpt.restore_rng(per_rank[dist.rank] if len(per_rank) == dist.world else resume.checkpoint["rng"])
     try:
         state = fit(
             run.stepper,
@@ -324,7 +352,7 @@ def _train(
             state,
             progress,
             on_epoch_end,
-            on_epoch_start=_unfreezer(run.model, cfg),
+            on_epoch_start=_unfreezer(run, cfg),
         )
     except StopRequested as stop:
         getattr(progress, "close", lambda: None)()
@@ -381,13 +409,16 @@ def _checkpointer(
                 "saved for this epoch, best.pt and last.pt are kept: lower optimizer.lr or set "
                 "train.grad_clip"
             )
+        resume_state = run.resume_state(state)  # a collective under torchrun: every rank calls it
+        if not run.dist.main:
+            return
         for sink in sinks:
             sink.append(row.to_plain())
         taken = {**meta, "model": weights, "epoch": row.epoch, "metrics": row.to_plain()}
         # last.pt first: if the process dies between the two writes, last.pt (whose weights
         # are then the best ones) is enough for a resume to rewrite best.pt.
         started = time.perf_counter()
-        ckpt.save_atomic({**taken, **run.resume_state(state)}, run_dir / "last.pt")
+        ckpt.save_atomic({**taken, **resume_state}, run_dir / "last.pt")
         if is_best:
             ckpt.save_atomic(taken, run_dir / "best.pt")
         logging.getLogger("cnnctl").debug(
@@ -400,14 +431,20 @@ def _checkpointer(
 
 def _finish(run: _Session, run_dir: Path, state: FitState, say: Callable[[str], None]) -> TrainOutcome:
     """Reload best.pt, evaluate it on the test split, write summary.json and the plots."""
-    cfg, splits = run.cfg, run.splits
-    best = ckpt.load_checkpoint(run_dir / "best.pt", map_location=run.device) if state.best_epoch else None
-    test_result = None
-    if best is not None:
-        run.model.load_state_dict(best["model"])
+    cfg, splits, dist = run.cfg, run.splits, run.dist
+    best_weights = None
+    if state.best_epoch:  # rank 0 reads best.pt and hands its weights to the other ranks
+        best_weights = dist.broadcast(
+            ckpt.load_checkpoint(run_dir / "best.pt")["model"] if dist.main else None
+        )
+    test_result = val_result = None
+    if best_weights is not None:
+        run.model.load_state_dict(best_weights)
         if splits.test is not None:
             test_batches = make_loader(splits.test, cfg.data.batch_size, shuffle=False, **run.loader_options)
             test_result = run.stepper.evaluate(test_batches, splits.classes, topk=(1, 5))
+        elif cfg.output.plots:  # the confusion plot falls back to val (evaluated on every rank)
+            val_result = run.stepper.evaluate(run.val_batches, splits.classes)
     best_row = state.history[state.best_epoch - 1] if state.best_epoch else {}
     summary = {
         "run_dir": str(run_dir),
@@ -430,25 +467,32 @@ def _finish(run: _Session, run_dir: Path, state: FitState, say: Callable[[str], 
         "total_seconds": sum(r["seconds"] for r in state.history),
         "versions": ckpt.versions(),
     }
-    write_json(run_dir / "summary.json", summary)
-    if cfg.output.plots:
-        _train_plots(run, run_dir, state, test_result, say)
-    return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary)
+    if dist.enabled:
+        summary["processes"] = dist.world
+    if dist.main:
+        write_json(run_dir / "summary.json", summary)
+        if cfg.output.plots:
+            _train_plots(
+                run, run_dir, state, test_result or val_result, "test" if test_result else "val", say
+            )
+    return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary, dist.main)
 
 
 def _train_plots(
-    run: _Session, run_dir: Path, state: FitState, test: EvalResult | None, say: Callable[[str], None]
+    run: _Session,
+    run_dir: Path,
+    state: FitState,
+    result: EvalResult | None,
+    split: str,
+    say: Callable[[str], None],
 ) -> None:
-    """curves.png and the confusion matrix of best.pt (test split, else val); a plot that
-    cannot be drawn is a warning, never a failed run."""
+    """curves.png and the confusion matrix of best.pt on `split`; a plot that cannot be drawn
+    is a warning, never a failed run."""
     from cnnctl import plots
 
     try:
         plots.curves(state.history, state.best_epoch, run_dir / "plots" / "curves.png")
-        if state.best_epoch:
-            split, result = ("test", test) if test is not None else ("val", None)
-            if result is None:
-                result = run.stepper.evaluate(run.val_batches, run.splits.classes)
+        if result is not None:
             plots.confusion(
                 result.confusion.tolist(),
                 run.splits.classes,
@@ -460,7 +504,7 @@ def _train_plots(
         logging.getLogger("cnnctl").warning(f"plots not drawn: {err.__class__.__name__}: {err}")
 
 
-def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper) -> FitState:
+def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper, write: bool = True) -> FitState:
     """Put last.pt's model, optimizer, schedule and scaler state back; return the fit state.
 
     If the previous process died between writing last.pt and best.pt, best.pt is older
@@ -476,7 +520,7 @@ def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper) -> F
     state = FitState(**data["train_state"])
     best = resume.run_dir / "best.pt"
     best_epoch = ckpt.load_checkpoint(best)["epoch"] if best.is_file() else 0
-    if state.best_epoch and best_epoch != state.best_epoch:
+    if write and state.best_epoch and best_epoch != state.best_epoch:
         if state.best_epoch != state.epoch:
             raise CheckpointError(
                 f"{best}: holds epoch {best_epoch} but the run's best is epoch {state.best_epoch}, "
@@ -516,8 +560,10 @@ def _optimizer_params(model: torch.nn.Module, cfg: RunConfig) -> list[Any]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _unfreezer(model: torch.nn.Module, cfg: RunConfig) -> Callable[[int], None] | None:
-    """The on_epoch_start hook of train.unfreeze_at_epoch: unfreeze the backbone at that epoch."""
+def _unfreezer(run: _Session, cfg: RunConfig) -> Callable[[int], None] | None:
+    """The on_epoch_start hook of train.unfreeze_at_epoch: unfreeze the backbone at that epoch
+    (under torchrun the DDP wrapper is rebuilt, as it only syncs what trained when it was made)."""
+    model = run.model
     at = cfg.train.unfreeze_at_epoch
     if at is None:
         return None
@@ -538,6 +584,8 @@ def _unfreezer(model: torch.nn.Module, cfg: RunConfig) -> Callable[[int], None] 
     def on_epoch_start(epoch: int) -> None:
         if epoch >= at and has_frozen():
             count = unfreeze()
+            if run.dist.enabled:
+                run.stepper.model = run.dist.wrap(model, run.device)
             logging.getLogger("cnnctl").info(
                 f"epoch {epoch}: backbone unfrozen ({count:,} parameters now train at lr x "
                 f"{cfg.optimizer.backbone_lr_mult:g})"

@@ -28,6 +28,7 @@ from cnnctl.data.transforms import (
     pil_to_uint8,
     to_mode,
 )
+from cnnctl.distributed import shard_order
 from cnnctl.errors import DataError
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
@@ -448,22 +449,44 @@ class Batches(Protocol):
 class TensorBatches:
     """Batches sliced straight from an in-memory uint8 tensor: no per-sample Python."""
 
-    def __init__(self, data: ArrayDataset, batch_size: int, shuffle: bool, seed: int, pin: bool):
+    def __init__(
+        self,
+        data: ArrayDataset,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        pin: bool,
+        shard: tuple[int, int] | None = None,
+    ):
         images, labels = data.images, data.labels
         if pin:
             images, labels = images.pin_memory(), labels.pin_memory()
         self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.batch_size, self.shuffle, self.seed, self.shard = batch_size, shuffle, seed, shard
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return -(-self._count() // self.batch_size)
+
+    def _count(self) -> int:
+        n = len(self.labels)
+        if self.shard is None:
+            return n
+        rank, world = self.shard
+        return -(-n // world) if self.shuffle else len(range(rank, n, world))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
+        if self.shard is not None:  # several processes: index this rank's part of the order
+            order = _epoch_order(n, self.shuffle, self.seed, self.epoch)
+            mine = shard_order(order, self.shard, pad=self.shuffle)
+            for start in range(0, len(mine), self.batch_size):
+                index = mine[start : start + self.batch_size]
+                yield self.images[index], self.labels[index]
+            return
         if self.shuffle:
             generator = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
             order = torch.randperm(n, generator=generator)
@@ -484,13 +507,24 @@ class EpochLoader:
     That makes a resumed run see the same batches as an uninterrupted one.
     """
 
-    def __init__(self, dataset: Any, batch_size: int, shuffle: bool, seed: int, workers: int, pin: bool):
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        workers: int,
+        pin: bool,
+        shard: tuple[int, int] | None = None,
+    ):
         self.generator = torch.Generator()
         self.seed = seed
+        self.sampler = _ShardSampler(len(dataset), shuffle, seed, shard) if shard is not None else None
         self.loader: DataLoader[Any] = DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if self.sampler is None else None,
+            sampler=self.sampler,
             num_workers=workers,
             pin_memory=pin,
             generator=self.generator,
@@ -501,6 +535,8 @@ class EpochLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.generator.manual_seed(_epoch_seed(self.seed, epoch))
+        if self.sampler is not None:
+            self.sampler.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -511,6 +547,28 @@ class EpochLoader:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
+
+
+def _epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
+
+
+class _ShardSampler(torch.utils.data.Sampler[int]):
+    """This rank's indices of the (seed, epoch) order, like DistributedSampler (see distributed.py)."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int, shard: tuple[int, int]):
+        self.n, self.shuffle, self.seed, self.shard = n, shuffle, seed, shard
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[int]:
+        order = _epoch_order(self.n, self.shuffle, self.seed, self.epoch)
+        return iter(shard_order(order, self.shard, pad=self.shuffle).tolist())
+
+    def __len__(self) -> int:
+        rank, world = self.shard
+        return -(-self.n // world) if self.shuffle else len(range(rank, self.n, world))
 
 
 def resolve_workers(cfg: DataConfig, in_memory: bool) -> int:
@@ -529,8 +587,12 @@ def make_loader(
     seed: int,
     workers: int,
     pin: bool,
+    shard: tuple[int, int] | None = None,
 ) -> Batches:
-    """The fastest correct loader for a dataset: tensor slicing when nothing is per-sample."""
+    """The fastest correct loader for a dataset: tensor slicing when nothing is per-sample.
+
+    `shard` = (rank, world) under torchrun: this process's part of every epoch.
+    """
     if isinstance(dataset, ArrayDataset) and dataset.augment is None:
-        return TensorBatches(dataset, batch_size, shuffle, seed, pin)
-    return EpochLoader(dataset, batch_size, shuffle, seed, workers, pin)
+        return TensorBatches(dataset, batch_size, shuffle, seed, pin, shard)
+    return EpochLoader(dataset, batch_size, shuffle, seed, workers, pin, shard)
