@@ -151,8 +151,32 @@ class NormalizeStats(Section):
         return self
 
 
+class ColorJitterConfig(Section):
+    """Colour jitter strengths (torchvision ColorJitter); 0 = that property untouched."""
+
+    brightness: float = Field(0.0, ge=0, description="Brightness factor drawn from [1 - b, 1 + b].")
+    contrast: float = Field(0.0, ge=0, description="Contrast factor drawn from [1 - c, 1 + c].")
+    saturation: float = Field(0.0, ge=0, description="Saturation factor drawn from [1 - s, 1 + s].")
+    hue: float = Field(0.0, ge=0, le=0.5, description="Hue shift drawn from [-h, h] (at most 0.5).")
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.brightness, self.contrast, self.saturation, self.hue))
+
+
 class AugmentConfig(Section):
-    """Train-time augmentation; validation, test and predict never augment."""
+    """Train-time augmentation; validation, test and predict never augment.
+
+    Applied per image, in this order: geometric (random_resized_crop, random_crop, rotation,
+    flips) → policy → color_jitter → random_erasing, on the uint8 pixels before normalisation.
+    """
+
+    selector = "policy"
+    applies_to = {
+        "randaugment_ops": ("randaugment",),
+        "randaugment_magnitude": ("randaugment",),
+        "autoaugment_policy": ("autoaugment",),
+    }
 
     hflip: bool = Field(False, description="Random horizontal flip (p=0.5).")
     vflip: bool = Field(False, description="Random vertical flip (p=0.5).")
@@ -160,10 +184,70 @@ class AugmentConfig(Section):
         0, ge=0, description="Pad by this many pixels (reflect) and crop back at random; 0 = off."
     )
     rotation: float = Field(0.0, ge=0, le=180, description="Random rotation in ±degrees; 0 = off.")
+    random_resized_crop: list[float] | None = Field(
+        None,
+        description="[min_scale, max_scale]: crop a random share of the image's area in this range "
+        "(aspect ratio 3/4-4/3) and resize it back to the input size; null = off.",
+    )
+    policy: Literal["none", "trivialaugment", "randaugment", "autoaugment"] = Field(
+        "none",
+        description="Automatic augmentation policy (torchvision TrivialAugmentWide, RandAugment, "
+        "AutoAugment); none = off.",
+    )
+    randaugment_ops: int = Field(2, ge=1, le=10, description="randaugment: operations applied per image.")
+    randaugment_magnitude: int = Field(
+        9, ge=0, le=30, description="randaugment: strength of every operation, 0-30."
+    )
+    autoaugment_policy: Literal["imagenet", "cifar10", "svhn"] = Field(
+        "imagenet", description="autoaugment: the learned policy to apply."
+    )
+    color_jitter: float | ColorJitterConfig = Field(
+        0.0,
+        description="Colour jitter: a number s jitters brightness, contrast and saturation by "
+        "±s (hue untouched), or {brightness, contrast, saturation, hue} (hue at most 0.5); 0 = off.",
+    )
+    random_erasing: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Probability of erasing (to 0) a random rectangle of 2-33% of the image, "
+        "after every other step; 0 = off.",
+    )
+
+    @field_validator("random_resized_crop")
+    @classmethod
+    def _scale_range(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (len(value) != 2 or not 0 < value[0] <= value[1] <= 1):
+            raise ValueError("random_resized_crop is [min_scale, max_scale] with 0 < min <= max <= 1")
+        return value
+
+    @field_validator("color_jitter")
+    @classmethod
+    def _jitter(cls, value: float | ColorJitterConfig) -> float | ColorJitterConfig:
+        if isinstance(value, float) and value < 0:
+            raise ValueError("color_jitter is a strength >= 0 or {brightness, contrast, saturation, hue}")
+        return value
+
+    @property
+    def jitter(self) -> ColorJitterConfig:
+        """color_jitter as its four strengths."""
+        value = self.color_jitter
+        if isinstance(value, ColorJitterConfig):
+            return value
+        return ColorJitterConfig(brightness=value, contrast=value, saturation=value)
 
     @property
     def enabled(self) -> bool:
-        return self.hflip or self.vflip or self.random_crop > 0 or self.rotation > 0
+        return (
+            self.hflip
+            or self.vflip
+            or self.random_crop > 0
+            or self.rotation > 0
+            or self.random_resized_crop is not None
+            or self.policy != "none"
+            or self.jitter.enabled
+            or self.random_erasing > 0
+        )
 
 
 class DataConfig(Section):
@@ -175,6 +259,7 @@ class DataConfig(Section):
         "classes": ("image_folder", "csv"),
         "extensions": ("image_folder",),
         "check_images": ("image_folder",),
+        "cache": ("image_folder",),
         "num_classes": ("synthetic",),
         "samples_per_class": ("synthetic",),
         "noise": ("synthetic",),
@@ -241,6 +326,12 @@ class DataConfig(Section):
     )
     extensions: list[str] | None = Field(
         None, description="image_folder: file extensions to read; null = common image types."
+    )
+    cache: Literal["auto", "memory", "disk", "off"] = Field(
+        "auto",
+        description="image_folder: decode every image once to the input size and keep the uint8 "
+        "pixels in memory (memory), also on disk keyed by files + sizes + mtimes + decode settings "
+        "(disk), memory when it fits a quarter of RAM (auto), or decode every epoch (off).",
     )
     check_images: bool = Field(
         True,
@@ -425,7 +516,19 @@ class OptimizerConfig(Section):
     }
 
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("adam", description="Optimizer.")
-    lr: float = Field(1e-3, gt=0, description="Learning rate (peak lr for schedules).")
+    lr: float | Literal["auto"] = Field(
+        1e-3,
+        description="Learning rate (peak lr for schedules); auto = run `cnnctl lr-find`'s range test "
+        "before training and train with its suggestion (stored in the run's config.yaml).",
+    )
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not value > 0:
+            raise ValueError(f"got {value!r}; the learning rate must be > 0 (or auto)")
+        return value
+
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw).")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd, rmsprop: momentum.")
     nesterov: bool = Field(False, description="sgd: Nesterov momentum.")

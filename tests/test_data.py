@@ -84,7 +84,9 @@ def test_image_folder_uses_train_valid_test_and_matches_classes_by_name(tmp_path
     write_image_folder(
         tmp_path, 3, 10, 16, seed=0, noise=0.1, splits={"train": 0.6, "valid": 0.2, "test": 0.2}
     )
-    cfg = data_cfg(source="image_folder", root=str(tmp_path), classes=["triangle", "circle", "square"])
+    cfg = data_cfg(
+        source="image_folder", root=str(tmp_path), classes=["triangle", "circle", "square"], cache="off"
+    )
     splits = build_splits(cfg, 0)
     assert splits.classes == ["triangle", "circle", "square"]
     assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 6, 6)

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnctl.config import DataConfig
-from cnnctl.data import csv_source, folder, synthetic, torchvision_source
+from cnnctl.data import cache, csv_source, folder, synthetic, torchvision_source
 from cnnctl.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -239,24 +239,35 @@ def _image_folder(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     train_idx, val_idx, test_idx = _carve(
         cfg, labels["train"], seed, "val" not in dirs, "test" not in dirs and cfg.test_fraction is not None
     )
+    decode = spec or InputSpec(cfg.channels or 3, input_size(cfg), cfg.resize, (0.0,), (1.0,))
+    mode = cache.resolve_mode(cfg.cache, sum(len(s.files) for s in scanned.values()), decode)
+    decoded: dict[str, torch.Tensor] = {}
+    if mode != "off":
+        workers = resolve_workers(cfg, in_memory=False)
+        decoded = {n: cache.cached_images(s.files, decode, mode, workers) for n, s in scanned.items()}
     if spec is None:
-        channels = cfg.channels or 3
-        size = input_size(cfg)
-        probe = FileDataset(
-            scanned["train"].files, labels["train"], InputSpec(channels, size, cfg.resize, (0.0,), (1.0,))
-        )
+        probe = FileDataset(scanned["train"].files, labels["train"], decode)
+        step = max(1, len(train_idx) // STATS_SAMPLE)
+        picked = train_idx[::step][:STATS_SAMPLE]
 
-        def sample() -> torch.Tensor:
-            step = max(1, len(train_idx) // STATS_SAMPLE)
-            return torch.stack([probe[i][0] for i in train_idx[::step][:STATS_SAMPLE]])
+        def sample() -> torch.Tensor:  # the same images, cached or decoded now
+            if decoded:
+                return decoded["train"][picked]
+            return torch.stack([probe[i][0] for i in picked])
 
-        mean, std = _norm_stats(cfg, channels, sample)
-        spec = InputSpec(channels, size, cfg.resize, mean, std)
-    train_all = FileDataset(scanned["train"].files, labels["train"], spec)
+        mean, std = _norm_stats(cfg, decode.channels, sample)
+        spec = InputSpec(decode.channels, decode.size, decode.resize, mean, std)
 
-    def split(name: str, carved: list[int]) -> FileDataset | None:
+    def dataset(name: str) -> FileDataset | ArrayDataset:
+        if decoded:
+            return ArrayDataset(decoded[name], torch.tensor(labels[name], dtype=torch.long))
+        return FileDataset(scanned[name].files, labels[name], spec)
+
+    train_all = dataset("train")
+
+    def split(name: str, carved: list[int]) -> FileDataset | ArrayDataset | None:
         if name in scanned:
-            return FileDataset(scanned[name].files, labels[name], spec)
+            return dataset(name)
         return train_all.subset(carved) if carved else None
 
     val = split("val", val_idx)
@@ -519,11 +530,12 @@ class EpochLoader:
     ):
         self.generator = torch.Generator()
         self.seed = seed
-        self.sampler = _ShardSampler(len(dataset), shuffle, seed, shard) if shard is not None else None
+        # The order is `_epoch_order`, the same as TensorBatches', so a dataset gives the same
+        # batches whether it is decoded from files or sliced from memory (data.cache).
+        self.sampler = _EpochSampler(len(dataset), shuffle, seed, shard)
         self.loader: DataLoader[Any] = DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle if self.sampler is None else None,
             sampler=self.sampler,
             num_workers=workers,
             pin_memory=pin,
@@ -535,8 +547,7 @@ class EpochLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.generator.manual_seed(_epoch_seed(self.seed, epoch))
-        if self.sampler is not None:
-            self.sampler.epoch = epoch
+        self.sampler.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -555,10 +566,10 @@ def _epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
 
 
-class _ShardSampler(torch.utils.data.Sampler[int]):
-    """This rank's indices of the (seed, epoch) order, like DistributedSampler (see distributed.py)."""
+class _EpochSampler(torch.utils.data.Sampler[int]):
+    """The (seed, epoch) order; under torchrun this rank's part of it, like DistributedSampler."""
 
-    def __init__(self, n: int, shuffle: bool, seed: int, shard: tuple[int, int]):
+    def __init__(self, n: int, shuffle: bool, seed: int, shard: tuple[int, int] | None):
         self.n, self.shuffle, self.seed, self.shard = n, shuffle, seed, shard
         self.epoch = 0
 
@@ -567,6 +578,8 @@ class _ShardSampler(torch.utils.data.Sampler[int]):
         return iter(shard_order(order, self.shard, pad=self.shuffle).tolist())
 
     def __len__(self) -> int:
+        if self.shard is None:
+            return self.n
         rank, world = self.shard
         return -(-self.n // world) if self.shuffle else len(range(rank, self.n, world))
 

@@ -1,0 +1,111 @@
+"""data.cache: decoded images in memory or on disk give exactly the uncached results,
+and the disk cache is keyed by the files and the decode settings."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cnnctl.config import DataConfig
+from cnnctl.data import ArrayDataset, FileDataset, build_splits, cache
+from cnnctl.data.synthetic import write_image_folder
+from tests.conftest import TINY, invoke, merge
+
+
+def folder_config(tmp_path: Path, root: Path, mode: str, **data: object) -> Path:
+    cfg = merge(TINY, {"output": {"dir": str(tmp_path / "runs")}, "train": {"epochs": 2}})
+    cfg["data"] = {
+        "source": "image_folder",
+        "root": str(root),
+        "image_size": 16,
+        "batch_size": 8,
+        "val_fraction": 0.25,
+        "test_fraction": 0.2,
+        "cache": mode,
+        "num_workers": 0,
+        **data,
+    }
+    path = tmp_path / f"{mode}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("augment", [None, {"hflip": True, "rotation": 10}])
+def test_cached_runs_equal_the_uncached_run(runner, tmp_path: Path, augment: dict | None) -> None:
+    write_image_folder(tmp_path / "images", 3, 12, 24, seed=0, noise=0.1)
+    extra = {"augment": augment} if augment else {}
+    for mode in ("off", "memory", "disk"):
+        result = invoke(
+            runner, "train", folder_config(tmp_path, tmp_path / "images", mode, **extra), "--name", mode
+        )
+        assert result.exit_code == 0, result.output
+    off, memory, disk = (metrics(tmp_path / "runs" / m) for m in ("off", "memory", "disk"))
+    assert off == memory == disk
+
+
+def test_memory_cache_holds_the_same_pixels(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, 3, 6, 20, seed=1, noise=0.1)
+    base = {"source": "image_folder", "root": str(tmp_path), "image_size": 12, "val_fraction": 0.3}
+    off = build_splits(DataConfig.model_validate({**base, "cache": "off"}), 0)
+    on = build_splits(DataConfig.model_validate({**base, "cache": "memory"}), 0)
+    assert isinstance(off.train, FileDataset) and isinstance(on.train, ArrayDataset)
+    assert off.input == on.input  # normalize auto: the same statistics
+    for i in range(len(off.train)):
+        a, b = off.train[i], on.train[i]
+        assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    auto = build_splits(DataConfig.model_validate({**base, "cache": "auto"}), 0)
+    assert isinstance(auto.train, ArrayDataset)  # a small folder fits
+
+
+def test_disk_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNCTL_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "images"
+    write_image_folder(root, 2, 5, 20, seed=2, noise=0.1)
+    cfg = {
+        "source": "image_folder",
+        "root": str(root),
+        "image_size": 12,
+        "val_fraction": 0.3,
+        "cache": "disk",
+    }
+    decoded: list[int] = []
+    original = cache.decode_all
+
+    def counting(files, spec, workers):  # type: ignore[no-untyped-def]
+        decoded.append(len(files))
+        return original(files, spec, workers)
+
+    monkeypatch.setattr(cache, "decode_all", counting)
+    first = build_splits(DataConfig.model_validate(cfg), 0)
+    assert decoded == [10] and len(list((tmp_path / "cache" / "images").glob("*.pt"))) == 1
+    again = build_splits(DataConfig.model_validate(cfg), 0)
+    assert decoded == [10]  # loaded from disk, nothing decoded
+    assert torch.equal(first.train.images, again.train.images)
+
+    one = next(root.rglob("*.png"))
+    os.utime(one, ns=(one.stat().st_atime_ns, one.stat().st_mtime_ns + 10**9))  # a changed file
+    build_splits(DataConfig.model_validate(cfg), 0)
+    assert decoded == [10, 10]
+    build_splits(DataConfig.model_validate({**cfg, "image_size": 10}), 0)  # other decode settings
+    assert decoded == [10, 10, 10]
+    assert len(list((tmp_path / "cache" / "images").glob("*.pt"))) == 3
+
+
+def test_auto_falls_back_to_files_when_too_big(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnctl.data.transforms import InputSpec
+
+    spec = InputSpec(3, (224, 224), 256, (0.0,), (1.0,))
+    monkeypatch.setattr(cache, "_ram", lambda: 2**30)
+    assert cache.resolve_mode("auto", 100, spec) == "memory"
+    assert cache.resolve_mode("auto", 10_000, spec) == "off"  # 1.5 GB > a quarter of 1 GiB
+    assert cache.resolve_mode("disk", 10_000, spec) == "disk"
