@@ -234,7 +234,7 @@ class AugmentConfig(Section):
         value = self.color_jitter
         if isinstance(value, ColorJitterConfig):
             return value
-        return ColorJitterConfig(brightness=value, contrast=value, saturation=value)
+        return ColorJitterConfig(brightness=value, contrast=value, saturation=value, hue=0.0)
 
     @property
     def enabled(self) -> bool:
@@ -433,6 +433,7 @@ class ModelConfig(Section):
         "weights": (TORCHVISION,),
         "freeze": (TORCHVISION,),
         "head": (TORCHVISION,),
+        "cache_features": (TORCHVISION,),
     }
 
     def family(self) -> str:
@@ -470,6 +471,11 @@ class ModelConfig(Section):
     head: HeadConfig = Field(
         default_factory=HeadConfig,  # type: ignore[arg-type]
         description="torchvision: the new classifier, {hidden, dropout, activation}.",
+    )
+    cache_features: Literal["auto", "off"] = Field(
+        "auto",
+        description="torchvision: with freeze: backbone and no data.augment, run the frozen "
+        "backbone once and train the head on its cached outputs (auto), or run it every epoch (off).",
     )
 
     @model_validator(mode="before")

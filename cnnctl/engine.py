@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from cnnctl.data import Batches
-from cnnctl.data.transforms import Normalizer
 from cnnctl.devices import Precision
 from cnnctl.distributed import Dist
 from cnnctl.errors import RunFailed
@@ -90,7 +89,7 @@ class Stepper:
     def __init__(
         self,
         model: nn.Module,
-        normalizer: Normalizer,
+        normalizer: nn.Module,
         device: torch.device,
         precision: Precision,
         kind: str,

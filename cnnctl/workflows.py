@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnctl import checkpoint as ckpt
+from cnnctl import features
 from cnnctl.config import TORCHVISION, RunConfig, dump_yaml, load_config, validate
 from cnnctl.data import (
     ArrayDataset,
@@ -44,6 +45,7 @@ from cnnctl.engine import (
     fit,
 )
 from cnnctl.errors import CheckpointError, ConfigError, DataError, Interrupted, RunFailed
+from cnnctl.features import HeadOnly
 from cnnctl.interrupt import StopSignals
 from cnnctl.metrics import EvalResult
 from cnnctl.models import ModelSpec, build_model
@@ -201,6 +203,7 @@ class _Session:
     train_batches: Any
     val_batches: Any
     loader_options: dict[str, Any]
+    test_data: LabelledDataset | None  # the test split as the stepper takes it (features if cached)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
@@ -229,6 +232,7 @@ class _Session:
 
 def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSignals, dist: Dist) -> _Session:
     """Data, model (pretrained weights loaded for a new run), loaders, optimizer, schedule."""
+    cfg = resolve_auto_lr(cfg, dist, signals)  # optimizer.lr: auto → an lr-find sweep first (lrfind.py)
     seed_everything(cfg.seed)
     _set_deterministic(cfg.train.deterministic)
     device = resolve_device(dist.device_name(cfg.device))
@@ -263,8 +267,16 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         "shard": dist.shard,
     }
     batch = cfg.data.batch_size
-    train_batches = make_loader(splits.train, batch, shuffle=True, **options)
-    val_batches = make_loader(splits.val, batch, shuffle=False, **options)
+    normalizer: torch.nn.Module = Normalizer(splits.input).to(device)
+    stepped, test_data = wrapped, splits.test
+    cached = _cached_features(cfg, model, normalizer, splits, device, options, dist.enabled)
+    if cached is not None:  # the frozen backbone ran once: the stepper trains the head on features
+        stepped, normalizer, test_data = HeadOnly(model), torch.nn.Identity(), cached.get("test")
+        train_batches = make_loader(cached["train"], batch, shuffle=True, **options)
+        val_batches = make_loader(cached["val"], batch, shuffle=False, **options)
+    else:
+        train_batches = make_loader(splits.train, batch, shuffle=True, **options)
+        val_batches = make_loader(splits.val, batch, shuffle=False, **options)
     optimizer = build_optimizer(cfg.optimizer, _optimizer_params(model, cfg), device)
     schedule = Schedule(cfg.scheduler, optimizer, cfg.train.epochs, len(train_batches))
     log = logging.getLogger("cnnctl")
@@ -283,8 +295,8 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
             f"batch {batch} per process = {batch * dist.world} per optimizer step"
         )
     stepper = Stepper(
-        wrapped,
-        Normalizer(splits.input),
+        stepped,
+        normalizer,
         device,
         precision,
         kind,
@@ -297,8 +309,87 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         dist=dist,
     )
     return _Session(
-        cfg, dist, device, precision, splits, spec, kind, model, stepper, train_batches, val_batches, options
+        cfg,
+        dist,
+        device,
+        precision,
+        splits,
+        spec,
+        kind,
+        model,
+        stepper,
+        train_batches,
+        val_batches,
+        options,
+        test_data,
     )
+
+
+def resolve_auto_lr(
+    cfg: RunConfig, dist: Dist | None = None, signals: StopSignals | None = None
+) -> RunConfig:
+    """`optimizer.lr: auto`: the config (resolved as `resolve_config` does) with the lr that
+    `cnnctl lr-find`'s range test suggests for it; any other config is returned unchanged.
+
+    The sweep trains a throwaway copy of the model (nothing is written); under torchrun rank
+    0 runs it alone and hands the lr to the other ranks. Logs `lr auto: suggested X (...)`.
+    """
+    if cfg.optimizer.lr != "auto":
+        return cfg
+    from cnnctl.errors import CnnctlError
+    from cnnctl.lrfind import find_lr
+
+    dist = dist or Dist()
+    cfg = resolve_config(cfg)
+    outcome: Any = None
+    if dist.main:
+        try:
+            found = find_lr(cfg, signals=signals)
+        except CnnctlError as err:
+            dist.broadcast(str(err))  # the other ranks stop too instead of waiting
+            raise
+        outcome = (found.suggested_lr, len(found.lrs))
+    outcome = dist.broadcast(outcome)
+    if isinstance(outcome, str):
+        raise RunFailed(f"optimizer.lr: auto: rank 0's lr-find failed: {outcome}")
+    lr, steps = outcome
+    logging.getLogger("cnnctl").info(f"lr auto: suggested {lr:.3g} (lr-find over {steps} steps)")
+    return cfg.model_copy(update={"optimizer": cfg.optimizer.model_copy(update={"lr": float(lr)})})
+
+
+def _cached_features(
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    normalizer: torch.nn.Module,
+    splits: Splits,
+    device: torch.device,
+    options: dict[str, Any],
+    distributed: bool,
+) -> dict[str, ArrayDataset] | None:
+    """model.cache_features: the head's inputs for every split, or None (see features.py)."""
+    reason = features.why_not(cfg, model, distributed)
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    total = sum(len(d) for d in parts.values() if d is not None)
+    if reason is None and not features.fits(model, normalizer, splits.train[0][0], total, device):
+        reason = f"the features of {total} images would not fit in {features.MEMORY_LIMIT // 2**30} GiB"
+    log = logging.getLogger("cnnctl")
+    if reason is not None:
+        if reason != "off" and cfg.model.freeze == "backbone":
+            log.info(f"model.cache_features: running the frozen backbone every epoch ({reason})")
+        return None
+    started = time.perf_counter()
+    batch = cfg.data.batch_size
+    out = {
+        name: features.extract(model, normalizer, data, batch, device, options)
+        for name, data in parts.items()
+        if data is not None
+    }
+    width = "x".join(map(str, out["train"].images.shape[1:]))
+    log.info(
+        f"model.cache_features: frozen backbone run once over {total} images in "
+        f"{time.perf_counter() - started:.1f}s; the head trains on their {width} features"
+    )
+    return out
 
 
 def _train(
@@ -440,8 +531,10 @@ def _finish(run: _Session, run_dir: Path, state: FitState, say: Callable[[str], 
     test_result = val_result = None
     if best_weights is not None:
         run.model.load_state_dict(best_weights)
-        if splits.test is not None:
-            test_batches = make_loader(splits.test, cfg.data.batch_size, shuffle=False, **run.loader_options)
+        if run.test_data is not None:
+            test_batches = make_loader(
+                run.test_data, cfg.data.batch_size, shuffle=False, **run.loader_options
+            )
             test_result = run.stepper.evaluate(test_batches, splits.classes, topk=(1, 5))
         elif cfg.output.plots:  # the confusion plot falls back to val (evaluated on every rank)
             val_result = run.stepper.evaluate(run.val_batches, splits.classes)

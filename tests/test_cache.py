@@ -109,3 +109,64 @@ def test_auto_falls_back_to_files_when_too_big(monkeypatch: pytest.MonkeyPatch) 
     assert cache.resolve_mode("auto", 100, spec) == "memory"
     assert cache.resolve_mode("auto", 10_000, spec) == "off"  # 1.5 GB > a quarter of 1 GiB
     assert cache.resolve_mode("disk", 10_000, spec) == "disk"
+
+
+def transfer_config(tmp_path: Path, root: Path, **model: object) -> Path:
+    cfg = merge(TINY, {"output": {"dir": str(tmp_path / "runs")}, "train": {"epochs": 3}})
+    cfg["data"] = {
+        "source": "image_folder",
+        "root": str(root),
+        "image_size": 64,
+        "batch_size": 8,
+        "val_fraction": 0.25,
+        "test_fraction": 0.25,
+        "normalize": "imagenet",
+    }
+    cfg["model"] = {
+        "name": "resnet18",
+        "freeze": "backbone",
+        "head": {"hidden": [16], "dropout": 0.2},
+        **model,
+    }
+    path = tmp_path / "transfer.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cached_features_train_the_head_exactly_as_the_full_network(runner, tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "images", 3, 8, 32, seed=3, noise=0.1)
+    config = transfer_config(tmp_path, tmp_path / "images")
+    cached = invoke(runner, "train", config, "--name", "cached")
+    assert cached.exit_code == 0, cached.output
+    assert "frozen backbone run once over 24 images" in cached.output
+    full = invoke(runner, "train", config, "--name", "full", "--set", "model.cache_features=off")
+    assert full.exit_code == 0, full.output
+    a, b = metrics(tmp_path / "runs" / "cached"), metrics(tmp_path / "runs" / "full")
+    for row_a, row_b in zip(a, b, strict=True):
+        assert {k: float(v) for k, v in row_a.items()} == pytest.approx(
+            {k: float(v) for k, v in row_b.items()}, rel=1e-4
+        )
+
+    # best.pt holds the whole network: evaluated end to end, it gives the run's test figures.
+    summary = yaml.safe_load((tmp_path / "runs" / "cached" / "summary.json").read_text())
+    evaluated = invoke(runner, "evaluate", tmp_path / "runs" / "cached", "--json", "-", "--no-plots")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert yaml.safe_load(evaluated.output)["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"data.augment.hflip": "true"}, "data.augment changes the backbone's input every epoch"),
+        ({"train.unfreeze_at_epoch": "2"}, "train.unfreeze_at_epoch will unfreeze the backbone"),
+    ],
+)
+def test_features_are_not_cached_when_the_backbone_input_or_weights_change(
+    runner, tmp_path: Path, changes: dict[str, str], reason: str
+) -> None:
+    write_image_folder(tmp_path / "images", 3, 4, 32, seed=3, noise=0.1)
+    config = transfer_config(tmp_path, tmp_path / "images")
+    sets = [part for key, value in changes.items() for part in ("--set", f"{key}={value}")]
+    result = invoke(runner, "train", config, *sets, "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert f"running the frozen backbone every epoch ({reason})" in result.output

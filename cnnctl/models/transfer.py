@@ -3,7 +3,8 @@
 
 A model is a `TransferNet`: the torchvision network (`.net`) with its classifier replaced by
 a new head, plus the two things a backbone needs around it: grey input expanded to 3
-channels, and BatchNorm layers of a frozen part kept in eval mode.
+channels, and a frozen part kept in eval mode (BatchNorm stats fixed, no dropout): a fixed
+feature extractor, which is what lets `features.py` compute its output once.
 
 Three steps, kept apart on purpose:
 
@@ -45,6 +46,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
+from torchvision.ops import StochasticDepth
 
 from cnnctl.config import NormalizeStats, RunConfig
 from cnnctl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -135,8 +137,9 @@ def _has_params(module: nn.Module) -> bool:
 class TransferNet(nn.Module):
     """A torchvision network with a new head; knows its head, blocks and frozen part.
 
-    `train()` keeps the normalisation layers of a frozen part in eval mode, so their
-    running statistics never move while they are frozen (whatever calls `train()`).
+    `train()` keeps the normalisation, dropout and stochastic-depth layers of a frozen part
+    in eval mode: running statistics never move and nothing random happens there while it is
+    frozen (whatever calls `train()`).
     """
 
     def __init__(
@@ -148,7 +151,7 @@ class TransferNet(nn.Module):
         self.head_name = head_name
         self.expand_grey = expand_grey
         self.log_softmax: nn.Module | None = nn.LogSoftmax(dim=1) if log_softmax else None
-        self.frozen_norms: list[nn.Module] = []
+        self.frozen_fixed: list[nn.Module] = []
 
     @property
     def head(self) -> nn.Module:
@@ -162,7 +165,7 @@ class TransferNet(nn.Module):
 
     def train(self, mode: bool = True) -> TransferNet:
         super().train(mode)
-        for module in self.frozen_norms:
+        for module in self.frozen_fixed:
             module.eval()
         return self
 
@@ -222,9 +225,7 @@ class TransferNet(nn.Module):
         for _, module in modules:
             for param in module.parameters(recurse=False):
                 param.requires_grad_(id(module) in trainable)
-        self.frozen_norms = [
-            m for _, m in modules if id(m) not in trainable and isinstance(m, _NormBase) and _has_state(m)
-        ]
+        self.frozen_fixed = [m for _, m in modules if id(m) not in trainable and _train_mode_differs(m)]
         self.train(self.training)
 
     def _index_of(self, until: str, names: list[str]) -> int:
@@ -244,7 +245,7 @@ class TransferNet(nn.Module):
             if not param.requires_grad:
                 param.requires_grad_(True)
                 count += param.numel()
-        self.frozen_norms = []
+        self.frozen_fixed = []
         self.train(self.training)
         return count
 
@@ -331,8 +332,12 @@ def _width(layer: nn.Module, out: int) -> int:
     return int(layer.out_channels if out else layer.in_channels)
 
 
-def _has_state(norm: nn.Module) -> bool:
-    return bool(getattr(norm, "track_running_stats", False))
+def _train_mode_differs(module: nn.Module) -> bool:
+    """Layers a frozen part keeps in eval mode, so it is a fixed feature extractor: BatchNorm
+    (running stats must not drift), dropout and stochastic depth (no randomness)."""
+    if isinstance(module, _NormBase):
+        return bool(getattr(module, "track_running_stats", False))
+    return isinstance(module, nn.modules.dropout._DropoutNd | StochasticDepth)
 
 
 # --------------------------------------------------------------------------------------
