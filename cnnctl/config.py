@@ -599,6 +599,16 @@ class TrainConfig(Section):
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision; auto = bf16/fp16 on CUDA, off elsewhere."
     )
+    channels_last: Literal["auto"] | bool = Field(
+        "auto",
+        description="NHWC memory layout for the model and its input batches; auto = on for CUDA "
+        "(tensor cores prefer it), off on CPU and MPS.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (a one-off compile cost, then faster steps on CUDA; "
+        "needs a C++ compiler on CPU).",
+    )
     nan_policy: Literal["stop", "skip_batch"] = Field(
         "stop",
         description="A non-finite training loss: stop (exit 1, best.pt kept) or skip_batch "

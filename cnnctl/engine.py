@@ -101,12 +101,14 @@ class Stepper:
         nan_policy: str = "stop",
         should_stop: Callable[[], bool] | None = None,
         dist: Dist | None = None,
+        channels_last: bool = False,
     ):
         self.model, self.device, self.precision, self.kind = model, device, precision, kind
         self.normalizer = normalizer.to(device)
         self.optimizer, self.loss_fn, self.schedule, self.grad_clip = optimizer, loss_fn, schedule, grad_clip
         self.nan_policy = nan_policy
         self.dist = dist or Dist()  # several processes: metrics are summed over them
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.should_stop = should_stop  # polled before every batch: a signal asked the run to stop
         self.skipped = 0  # batches skipped for a non-finite loss (nan_policy skip_batch), this epoch
         self.position = (0, 0)  # (epoch, batch) being worked on, for messages
@@ -121,7 +123,10 @@ class Stepper:
     def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(self.device, non_blocking=self.non_blocking)
         y = y.to(self.device, non_blocking=self.non_blocking)
-        return self.normalizer(x), y
+        x = self.normalizer(x)
+        if x.dim() == 4 and self.memory_format is torch.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with self._autocast():

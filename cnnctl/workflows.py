@@ -277,6 +277,13 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
     else:
         train_batches = make_loader(splits.train, batch, shuffle=True, **options)
         val_batches = make_loader(splits.val, batch, shuffle=False, **options)
+    channels_last = cfg.train.channels_last is True or (
+        cfg.train.channels_last == "auto" and device.type == "cuda"
+    )
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # in place: the DDP wrapper and HeadOnly share it
+    if cfg.train.compile:
+        stepped = torch.compile(stepped)  # type: ignore[assignment]
     optimizer = build_optimizer(cfg.optimizer, _optimizer_params(model, cfg), device)
     schedule = Schedule(cfg.scheduler, optimizer, cfg.train.epochs, len(train_batches))
     log = logging.getLogger("cnnctl")
@@ -288,7 +295,10 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         f"{g.get('name', 'all')}: {sum(p.numel() for p in g['params']):,} params at lr {g['lr']:g}"
         for g in optimizer.param_groups
     )
-    log.debug(f"optimizer {type(optimizer).__name__} ({groups}); precision {precision.name}")
+    log.debug(
+        f"optimizer {type(optimizer).__name__} ({groups}); precision {precision.name}; "
+        f"channels_last {channels_last}; compile {cfg.train.compile}"
+    )
     if dist.enabled:
         log.info(
             f"distributed: {dist.world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), "
@@ -307,6 +317,7 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         nan_policy=cfg.train.nan_policy,
         should_stop=signals.requested,
         dist=dist,
+        channels_last=channels_last and cached is None,
     )
     return _Session(
         cfg,
