@@ -21,6 +21,11 @@ FREE = frozenset(
         "device",
         "data.num_workers",
         "data.pin_memory",
+        "data.cache",
+        "data.check_images",
+        "model.cache_features",
+        "train.channels_last",
+        "train.compile",
         "output.dir",
         "output.name",
         "output.plots",
@@ -73,8 +78,8 @@ def check_resumable(stored: dict[str, Any], new: dict[str, Any], force: bool, wh
         more = f" and {len(refused) - 6} more" if len(refused) > 6 else ""
         raise ConfigError(
             f"{where}: cannot resume with a different model, data or optimisation: {shown}{more}; "
-            "start a new run instead (only device, data.num_workers, data.pin_memory and, with "
-            f"--force, {', '.join(sorted(SAFE))} may change)"
+            f"start a new run instead (free to change: {', '.join(sorted(FREE))}; with --force: "
+            f"{', '.join(sorted(SAFE))})"
         )
     needs_force = [k for k in diff if k in SAFE]
     if needs_force and not force:
