@@ -599,6 +599,21 @@ class TrainConfig(Section):
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision; auto = bf16/fp16 on CUDA, off elsewhere."
     )
+    accumulate: int = Field(
+        1,
+        ge=1,
+        description="Gradient accumulation: one optimizer step per this many batches (effective "
+        "batch = batch_size x accumulate); lr schedules count optimizer steps.",
+    )
+    mixup_alpha: float = Field(
+        0.0, ge=0, description="MixUp on training batches with this Beta alpha (0 = off; e.g. 0.2)."
+    )
+    cutmix_alpha: float = Field(
+        0.0,
+        ge=0,
+        description="CutMix on training batches with this Beta alpha (0 = off; e.g. 1.0); with "
+        "mixup_alpha too, each batch gets one of the two at random. Accuracy stays on hard labels.",
+    )
     channels_last: Literal["auto"] | bool = Field(
         "auto",
         description="NHWC memory layout for the model and its input batches; auto = on for CUDA "
@@ -630,6 +645,8 @@ class TrainConfig(Section):
     def _smoothing(self) -> TrainConfig:
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ValueError("label_smoothing applies to loss cross_entropy only")
+        if (self.mixup_alpha or self.cutmix_alpha) and self.loss == "bce_with_logits":
+            raise ValueError("mixup_alpha / cutmix_alpha need loss cross_entropy or nll")
         return self
 
 

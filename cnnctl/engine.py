@@ -102,6 +102,8 @@ class Stepper:
         should_stop: Callable[[], bool] | None = None,
         dist: Dist | None = None,
         channels_last: bool = False,
+        accumulate: int = 1,
+        mixer: Callable[..., Any] | None = None,
     ):
         self.model, self.device, self.precision, self.kind = model, device, precision, kind
         self.normalizer = normalizer.to(device)
@@ -109,6 +111,8 @@ class Stepper:
         self.nan_policy = nan_policy
         self.dist = dist or Dist()  # several processes: metrics are summed over them
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.accumulate = accumulate  # batches per optimizer step
+        self.mixer = mixer  # mixup / cutmix: (x, y) → (mixed x, soft targets)
         self.should_stop = should_stop  # polled before every batch: a signal asked the run to stop
         self.skipped = 0  # batches skipped for a non-finite loss (nan_policy skip_batch), this epoch
         self.position = (0, 0)  # (epoch, batch) being worked on, for messages
@@ -141,35 +145,35 @@ class Stepper:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         self.skipped = 0
+        total, k = len(batches), self.accumulate
+        pending = False  # gradients accumulated since the last optimizer step
         for index, (x_cpu, y_cpu) in enumerate(batches, start=1):
             self.position = (epoch, index)
             self._poll_stop()
             x, y = self.to_device(x_cpu, y_cpu)
-            outputs = self.forward(x)
-            loss = self.loss_fn(outputs.float(), y)
-            if not torch.isfinite(loss):
-                where = f"at epoch {epoch}, batch {index}, lr {self.optimizer.param_groups[0]['lr']:.3g}"
-                if self.nan_policy != "skip_batch":
-                    raise RunFailed(
-                        f"non-finite training loss ({float(loss.detach())}) {where}: lower "
-                        "optimizer.lr, set train.grad_clip, or train.nan_policy: skip_batch; "
-                        "best.pt is kept as it was"
-                    )
-                self.skipped += 1
+            targets = y
+            if self.mixer is not None:
+                x, targets = self.mixer(x, y)
+            group_start = (index - 1) // k * k  # batches index-1 .. of this optimizer step
+            group = min(k, total - group_start)
+            last = index == group_start + group
+            if index - 1 == group_start:
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.schedule is not None:
-                    self.schedule.step_batch()  # the lr follows the step count, skipped or not
+            with self._sync(last):
+                outputs = self.forward(x)
+                loss = self.loss_fn(outputs.float(), targets)
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    self.scaler.scale(loss / group).backward()
+                    pending = True
+            if not finite:
+                self._non_finite(loss, epoch, index)
+            if last:
+                self._step(pending)
+                pending = False
+            if not finite:
                 progress.batch(int(y.shape[0]), None)
                 continue
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.grad_clip is not None:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if self.schedule is not None:
-                self.schedule.step_batch()
             n = int(y.shape[0])
             seen += n
             loss_sum += loss.detach() * n
@@ -188,6 +192,37 @@ class Stepper:
             self.dist.all_reduce_(totals)
             loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
+
+    def _non_finite(self, loss: torch.Tensor, epoch: int, index: int) -> None:
+        """train.nan_policy: stop (raise) or skip_batch (count it; the batch added no gradient)."""
+        assert self.optimizer is not None
+        if self.nan_policy != "skip_batch":
+            raise RunFailed(
+                f"non-finite training loss ({float(loss.detach())}) at epoch {epoch}, batch {index}, "
+                f"lr {self.optimizer.param_groups[0]['lr']:.3g}: lower optimizer.lr, set "
+                "train.grad_clip, or train.nan_policy: skip_batch; best.pt is kept as it was"
+            )
+        self.skipped += 1
+
+    def _step(self, pending: bool) -> None:
+        """End of an accumulation group: clip, optimizer step (if any gradient), lr step."""
+        assert self.optimizer is not None
+        if pending:
+            if self.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        if self.schedule is not None:
+            self.schedule.step_batch()  # the lr follows the step count, skipped or not
+
+    def _sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Under DDP, skip the gradient all-reduce on batches that do not end an accumulation."""
+        no_sync = getattr(self.model, "no_sync", None)
+        if last or no_sync is None:
+            return contextlib.nullcontext()
+        context: contextlib.AbstractContextManager[Any] = no_sync()
+        return context
 
     def _poll_stop(self) -> None:
         if self.should_stop is not None and self.should_stop():

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnctl.config import OptimizerConfig, SchedulerConfig
+from cnnctl.errors import ConfigError
 
 # What a model's outputs mean; decides the loss used for validation and the probabilities.
 LOGITS, LOG_PROBS, BINARY_LOGIT = "logits", "log_probs", "binary_logit"
@@ -36,6 +37,8 @@ def build_optimizer(
     scales each group from its own lr; parameters that do not train yet (requires_grad
     False, no gradient) sit in their group untouched: torch optimizers skip them.
     """
+    if cfg.lr == "auto":  # resolved to a number before (workflows.resolve_auto_lr)
+        raise ConfigError("optimizer.lr: auto must be resolved by the lr-find sweep before training")
     params = list(params)
     common: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.name == "sgd":
@@ -133,12 +136,36 @@ def train_loss_fn(loss: str, label_smoothing: float) -> Callable[[torch.Tensor, 
     if loss == "cross_entropy":
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     if loss == "nll":
-        return nn.NLLLoss()
+        hard = nn.NLLLoss()
+
+        def nll(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            if targets.is_floating_point():  # soft targets (mixup / cutmix)
+                return -(targets * outputs).sum(dim=1).mean()
+            out: torch.Tensor = hard(outputs, targets)
+            return out
+
+        return nll
 
     def bce(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets.to(outputs.dtype))
 
     return bce
+
+
+def batch_mixer(mixup_alpha: float, cutmix_alpha: float, num_classes: int) -> Callable[..., Any] | None:
+    """train.mixup_alpha / train.cutmix_alpha: torchvision v2 MixUp / CutMix on a batch (one of
+    the two at random when both are set); labels become soft one-hot targets. None when off."""
+    if not mixup_alpha and not cutmix_alpha:
+        return None
+    from torchvision.transforms import v2
+
+    mixers: list[Any] = []
+    if mixup_alpha:
+        mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+    if cutmix_alpha:
+        mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+    mixer: Callable[..., Any] = mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+    return mixer
 
 
 def eval_loss_sum(outputs: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:

@@ -49,7 +49,7 @@ from cnnctl.features import HeadOnly
 from cnnctl.interrupt import StopSignals
 from cnnctl.metrics import EvalResult
 from cnnctl.models import ModelSpec, build_model
-from cnnctl.optim import Schedule, build_optimizer, num_outputs, output_kind, train_loss_fn
+from cnnctl.optim import Schedule, batch_mixer, build_optimizer, num_outputs, output_kind, train_loss_fn
 from cnnctl.report import MetricsLog, TensorBoardLog, write_json
 from cnnctl.runs import create_run_dir
 
@@ -285,7 +285,8 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
     if cfg.train.compile:
         stepped = torch.compile(stepped)  # type: ignore[assignment]
     optimizer = build_optimizer(cfg.optimizer, _optimizer_params(model, cfg), device)
-    schedule = Schedule(cfg.scheduler, optimizer, cfg.train.epochs, len(train_batches))
+    steps_per_epoch = -(-len(train_batches) // cfg.train.accumulate)  # optimizer steps
+    schedule = Schedule(cfg.scheduler, optimizer, cfg.train.epochs, steps_per_epoch)
     log = logging.getLogger("cnnctl")
     log.debug(
         f"loaders: {type(train_batches).__name__}, {options['workers']} worker process(es), "
@@ -318,6 +319,8 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         should_stop=signals.requested,
         dist=dist,
         channels_last=channels_last and cached is None,
+        accumulate=cfg.train.accumulate,
+        mixer=batch_mixer(cfg.train.mixup_alpha, cfg.train.cutmix_alpha, len(splits.classes)),
     )
     return _Session(
         cfg,
@@ -356,10 +359,12 @@ def resolve_auto_lr(
     if dist.main:
         try:
             found = find_lr(cfg, signals=signals)
+            outcome = (found.suggestion(), len(found.lrs))
         except CnnctlError as err:
             dist.broadcast(str(err))  # the other ranks stop too instead of waiting
+            if isinstance(err, RunFailed):
+                raise RunFailed(f"optimizer.lr: auto: {err}") from None
             raise
-        outcome = (found.suggested_lr, len(found.lrs))
     outcome = dist.broadcast(outcome)
     if isinstance(outcome, str):
         raise RunFailed(f"optimizer.lr: auto: rank 0's lr-find failed: {outcome}")

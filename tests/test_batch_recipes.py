@@ -1,0 +1,75 @@
+"""train.accumulate and train.mixup_alpha / cutmix_alpha."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnctl import workflows
+from cnnctl.config import load_config
+from cnnctl.optim import batch_mixer, train_loss_fn
+from tests.conftest import invoke
+
+NO_DROPOUT = {
+    "model": {
+        "name": "small_cnn",
+        "channels": [4, 8],
+        "kernel_size": 3,
+        "padding": 1,
+        "hidden": [16],
+        "dropout": 0.0,
+    }
+}
+
+
+def test_accumulating_two_batches_of_4_equals_one_batch_of_8(write_config) -> None:
+    big = load_config(write_config({**NO_DROPOUT, "data": {"batch_size": 8}}, name="big"))
+    small = load_config(
+        write_config({**NO_DROPOUT, "data": {"batch_size": 4}, "train": {"accumulate": 2}}, name="acc")
+    )
+    a, b = workflows.train(big, "big"), workflows.train(small, "acc")
+    for row_a, row_b in zip(a.state.history, b.state.history, strict=True):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert row_a[key] == pytest.approx(row_b[key], rel=1e-5, abs=1e-7), key
+    unaccumulated = workflows.train(
+        load_config(write_config({**NO_DROPOUT, "data": {"batch_size": 4}}, name="four")), "four"
+    )
+    assert unaccumulated.state.history[0]["val_loss"] != pytest.approx(
+        b.state.history[0]["val_loss"], rel=1e-6
+    )
+
+
+def test_mixup_and_cutmix_batches_carry_soft_targets() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8), torch.arange(16) % 4
+    for mixer in (batch_mixer(0.4, 0.0, 4), batch_mixer(0.0, 1.0, 4), batch_mixer(0.4, 1.0, 4)):
+        assert mixer is not None
+        mixed, targets = mixer(x, y)
+        assert mixed.shape == x.shape and targets.shape == (16, 4) and targets.is_floating_point()
+        assert torch.allclose(targets.sum(dim=1), torch.ones(16))
+        assert not torch.equal(mixed, x) and (targets.max(dim=1).values < 1).any()
+    assert batch_mixer(0.0, 0.0, 4) is None
+    soft = torch.full((2, 4), 0.25)
+    log_probs = torch.log_softmax(torch.randn(2, 4), dim=1)
+    assert train_loss_fn("nll", 0.0)(log_probs, soft) == pytest.approx(
+        float(-(soft * log_probs).sum(1).mean())
+    )
+
+
+def test_training_with_mixup_and_cutmix(runner, write_config) -> None:
+    config = write_config({"train": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "epochs": 2}})
+    result = invoke(runner, "train", config)
+    assert result.exit_code == 0, result.output
+    outcome = workflows.train(load_config(config), "again")
+    assert all(0.0 <= row["train_acc"] <= 1.0 for row in outcome.state.history)  # on hard labels
+    plain = workflows.train(load_config(write_config(name="plain")), "plain")
+    assert plain.state.history[0]["train_loss"] != pytest.approx(outcome.state.history[0]["train_loss"])
+
+    binary = write_config(
+        {"data": {"num_classes": 2}, "train": {"loss": "bce_with_logits", "mixup_alpha": 0.2}}, name="bce"
+    )
+    refused = invoke(runner, "train", binary)
+    assert (
+        refused.exit_code == 2
+        and "mixup_alpha / cutmix_alpha need loss cross_entropy or nll" in refused.output
+    )
