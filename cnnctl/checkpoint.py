@@ -12,7 +12,8 @@ A checkpoint is a plain dict of tensors and plain data, loadable with
     config          the whole resolved run config
     epoch, metrics  the epoch it was taken at and its validation metrics
     versions        cnnctl / torch / torchvision / python
-    train_state, optimizer, schedule, scaler, rng   (last.pt only: what resume needs)
+    train_state, optimizer, schedule, scaler, rng[, rng_ranks, ema]   (last.pt only: what resume needs)
+    weights         best.pt: raw, or ema when train.ema's average won that epoch
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from cnnctl.errors import CheckpointError, RunFailed
 FORMAT = "cnnctl-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED = ("model", "model_spec", "output_kind", "classes", "input", "config")
-RESUME_KEYS = ("train_state", "optimizer", "schedule", "scaler", "rng")  # last.pt only
+RESUME_KEYS = ("train_state", "optimizer", "schedule", "scaler", "rng", "rng_ranks", "ema")  # last.pt only
 
 
 def versions() -> dict[str, str]:

@@ -395,6 +395,12 @@ _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+class EmaConfig(Section):
+    """An exponential moving average of the weights, validated beside the raw weights."""
+
+    decay: float = Field(0.999, gt=0, lt=1, description="EMA decay per optimizer step (e.g. 0.999).")
+
+
 class HeadConfig(Section):
     """The new classifier put on a torchvision backbone."""
 
@@ -604,6 +610,12 @@ class TrainConfig(Section):
         ge=1,
         description="Gradient accumulation: one optimizer step per this many batches (effective "
         "batch = batch_size x accumulate); lr schedules count optimizer steps.",
+    )
+    ema: EmaConfig | None = Field(
+        None,
+        description="{decay: 0.999}: keep an EMA of the weights, validate it beside the raw weights "
+        "every epoch, and let the better of the two (by train.monitor) stand for the epoch; best.pt "
+        "records which won (`weights`: ema | raw). null = off.",
     )
     mixup_alpha: float = Field(
         0.0, ge=0, description="MixUp on training batches with this Beta alpha (0 = off; e.g. 0.2)."

@@ -55,6 +55,7 @@ class EpochRow:
     val_acc: float
     lr: float
     seconds: float
+    weights: str = "raw"  # which weights the val figures are of: raw, or ema (train.ema)
 
     def to_plain(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +105,9 @@ class Stepper:
         channels_last: bool = False,
         accumulate: int = 1,
         mixer: Callable[..., Any] | None = None,
+        ema: Any = None,
+        ema_source: nn.Module | None = None,
+        ema_eval: nn.Module | None = None,
     ):
         self.model, self.device, self.precision, self.kind = model, device, precision, kind
         self.normalizer = normalizer.to(device)
@@ -113,6 +117,9 @@ class Stepper:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.accumulate = accumulate  # batches per optimizer step
         self.mixer = mixer  # mixup / cutmix: (x, y) → (mixed x, soft targets)
+        self.ema = ema  # torch.optim.swa_utils.AveragedModel, updated after every optimizer step
+        self.ema_source = ema_source  # the network whose weights it averages
+        self.ema_eval = ema_eval  # what runs the EMA weights on a batch (the EMA model, or its head)
         self.should_stop = should_stop  # polled before every batch: a signal asked the run to stop
         self.skipped = 0  # batches skipped for a non-finite loss (nan_policy skip_batch), this epoch
         self.position = (0, 0)  # (epoch, batch) being worked on, for messages
@@ -213,6 +220,8 @@ class Stepper:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.ema is not None:
+                self.ema.update_parameters(self.ema_source)
         if self.schedule is not None:
             self.schedule.step_batch()  # the lr follows the step count, skipped or not
 
@@ -230,16 +239,24 @@ class Stepper:
 
     @torch.inference_mode()
     def evaluate(
-        self, batches: Batches, classes: list[str], topk: tuple[int, ...] = (1,), keep_wrong: int = 0
+        self,
+        batches: Batches,
+        classes: list[str],
+        topk: tuple[int, ...] = (1,),
+        keep_wrong: int = 0,
+        model: nn.Module | None = None,
     ) -> EvalResult:
         """Loss (unsmoothed NLL), accuracy, top-k and confusion matrix over a split; with
-        `keep_wrong`, also the indices of that many most confidently wrong samples."""
-        self.model.eval()
+        `keep_wrong`, also the indices of that many most confidently wrong samples. `model`
+        replaces the stepper's own (the EMA weights)."""
+        net = model or self.model
+        net.eval()
         acc = MetricAccumulator(classes, topk, keep_wrong=keep_wrong)
         for x_cpu, y_cpu in batches:
             self._poll_stop()
             x, y = self.to_device(x_cpu, y_cpu)
-            outputs = self.forward(x)
+            with self._autocast():
+                outputs = net(x)
             acc.update(probabilities(outputs, self.kind), y, eval_loss_sum(outputs, y, self.kind))
         if self.dist.enabled:
             acc.all_reduce(self.dist.all_reduce_, self.device)
@@ -278,6 +295,10 @@ def improved(value: float, best: float | None, monitor: str, min_delta: float) -
     return value < best - min_delta
 
 
+def _monitored(result: EvalResult, settings: FitSettings) -> float:
+    return result.loss if settings.monitor == "val_loss" else result.accuracy
+
+
 def fit(
     stepper: Stepper,
     train: Batches,
@@ -305,11 +326,23 @@ def fit(
         progress.start_epoch(epoch, settings.epochs, len(train))
         train_loss, train_acc = stepper.train_epoch(train, epoch, progress)
         result = stepper.evaluate(val, classes)
+        weights = "raw"
+        if stepper.ema_eval is not None:  # train.ema: the better of raw and EMA weights stands
+            averaged = stepper.evaluate(val, classes, model=stepper.ema_eval)
+            if improved(_monitored(averaged, settings), _monitored(result, settings), settings.monitor, 0.0):
+                result, weights = averaged, "ema"
         stepper.schedule.step_epoch(result.loss)
         row = EpochRow(
-            epoch, train_loss, train_acc, result.loss, result.accuracy, lr, time.perf_counter() - started
+            epoch,
+            train_loss,
+            train_acc,
+            result.loss,
+            result.accuracy,
+            lr,
+            time.perf_counter() - started,
+            weights,
         )
-        value = result.loss if settings.monitor == "val_loss" else result.accuracy
+        value = _monitored(result, settings)
         is_best = improved(value, state.best_value, settings.monitor, settings.min_delta)
         state.epoch = epoch
         state.history.append(row.to_plain())

@@ -321,6 +321,7 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         channels_last=channels_last and cached is None,
         accumulate=cfg.train.accumulate,
         mixer=batch_mixer(cfg.train.mixup_alpha, cfg.train.cutmix_alpha, len(splits.classes)),
+        **_ema(cfg, model, cached is not None),
     )
     return _Session(
         cfg,
@@ -371,6 +372,20 @@ def resolve_auto_lr(
     lr, steps = outcome
     logging.getLogger("cnnctl").info(f"lr auto: suggested {lr:.3g} (lr-find over {steps} steps)")
     return cfg.model_copy(update={"optimizer": cfg.optimizer.model_copy(update={"lr": float(lr)})})
+
+
+def _ema(cfg: RunConfig, model: torch.nn.Module, on_features: bool) -> dict[str, Any]:
+    """train.ema: the AveragedModel of `model` and what evaluates it (its head, on cached features)."""
+    if cfg.train.ema is None:
+        return {}
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema.decay), use_buffers=True)
+    return {
+        "ema": ema,
+        "ema_source": model,
+        "ema_eval": HeadOnly(ema.module) if on_features else ema.module,
+    }
 
 
 def _cached_features(
@@ -509,7 +524,14 @@ def _checkpointer(
                 "(train.nan_policy: skip_batch)"
             )
         weights = ckpt.plain_state_dict(run.model)
-        bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        ema = run.stepper.ema
+        chosen = ckpt.plain_state_dict(ema.module) if ema is not None and row.weights == "ema" else weights
+        bad = [
+            k
+            for state_dict in (weights, chosen)
+            for k, v in state_dict.items()
+            if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
         if bad:
             raise RunFailed(
                 f"epoch {row.epoch}: the weights became non-finite ({', '.join(bad[:3])}); nothing "
@@ -522,12 +544,14 @@ def _checkpointer(
         for sink in sinks:
             sink.append(row.to_plain())
         taken = {**meta, "model": weights, "epoch": row.epoch, "metrics": row.to_plain()}
+        if ema is not None:
+            resume_state["ema"] = {k: v.detach().cpu() for k, v in ema.state_dict().items()}
         # last.pt first: if the process dies between the two writes, last.pt (whose weights
         # are then the best ones) is enough for a resume to rewrite best.pt.
         started = time.perf_counter()
         ckpt.save_atomic({**taken, **resume_state}, run_dir / "last.pt")
-        if is_best:
-            ckpt.save_atomic(taken, run_dir / "best.pt")
+        if is_best:  # the weights the epoch's val figures are of: raw, or the EMA's
+            ckpt.save_atomic({**taken, "model": chosen, "weights": row.weights}, run_dir / "best.pt")
         logging.getLogger("cnnctl").debug(
             f"epoch {row.epoch}: checkpoint(s) written in {time.perf_counter() - started:.2f}s"
             f"{' (new best)' if is_best else ''}"
@@ -626,6 +650,8 @@ def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper, writ
     stepper.optimizer.load_state_dict(data["optimizer"])
     stepper.schedule.load_state_dict(data["schedule"])
     stepper.scaler.load_state_dict(data["scaler"])
+    if stepper.ema is not None and "ema" in data:
+        stepper.ema.load_state_dict(data["ema"])
     state = FitState(**data["train_state"])
     best = resume.run_dir / "best.pt"
     best_epoch = ckpt.load_checkpoint(best)["epoch"] if best.is_file() else 0
@@ -636,6 +662,9 @@ def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper, writ
                 "and last.pt cannot replace it; start a new run"
             )
         lean = {k: v for k, v in data.items() if k not in ckpt.RESUME_KEYS}
+        if state.history[-1].get("weights") == "ema" and "ema" in data:  # the EMA weights had won
+            lean["model"] = {k[7:]: v for k, v in data["ema"].items() if k.startswith("module.")}
+            lean["weights"] = "ema"
         ckpt.save_atomic(lean, best)
     return state
 

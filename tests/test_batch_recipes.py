@@ -73,3 +73,43 @@ def test_training_with_mixup_and_cutmix(runner, write_config) -> None:
         refused.exit_code == 2
         and "mixup_alpha / cutmix_alpha need loss cross_entropy or nll" in refused.output
     )
+
+
+def test_ema_weights_are_validated_and_best_pt_records_which_won(write_config, runner) -> None:
+    config = write_config(
+        {"train": {"epochs": 4, "ema": {"decay": 0.9}}, "optimizer": {"name": "sgd", "lr": 0.05}}
+    )
+    outcome = workflows.train(load_config(config), "ema")
+    chosen = {row["weights"] for row in outcome.state.history}
+    assert chosen <= {"raw", "ema"}
+    best = torch.load(outcome.run_dir / "best.pt", weights_only=True)
+    last = torch.load(outcome.run_dir / "last.pt", weights_only=True)
+    assert best["weights"] == outcome.state.history[outcome.state.best_epoch - 1]["weights"]
+    ema_weights = {k[7:]: v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert ema_weights.keys() == last["model"].keys()
+    assert any(not torch.equal(ema_weights[k], last["model"][k]) for k in ema_weights)  # EMA ≠ raw
+    if best["epoch"] == last["epoch"]:
+        expected = ema_weights if best["weights"] == "ema" else last["model"]
+        assert all(torch.equal(best["model"][k], expected[k]) for k in expected)
+    # The summary's test figures are those of best.pt's weights.
+    evaluated, _ = workflows.evaluate(outcome.run_dir / "best.pt", device="cpu")
+    assert outcome.test is not None and evaluated.loss == pytest.approx(outcome.test.loss, rel=1e-5)
+
+
+def test_ema_wins_when_the_raw_weights_are_noisy(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnctl import engine
+
+    original = engine.Stepper.evaluate
+
+    def raw_is_bad(self, batches, classes, topk=(1,), keep_wrong=0, model=None):  # type: ignore[no-untyped-def]
+        result = original(self, batches, classes, topk, keep_wrong, model)
+        if model is None:  # the raw weights: pretend they validate badly
+            result.loss += 10.0
+        return result
+
+    monkeypatch.setattr(engine.Stepper, "evaluate", raw_is_bad)
+    outcome = workflows.train(
+        load_config(write_config({"train": {"epochs": 2, "ema": {"decay": 0.5}}})), "ema"
+    )
+    assert [row["weights"] for row in outcome.state.history] == ["ema", "ema"]
+    assert torch.load(outcome.run_dir / "best.pt", weights_only=True)["weights"] == "ema"
