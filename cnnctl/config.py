@@ -311,7 +311,11 @@ class DataConfig(Section):
         lt=1,
         description="Share carved out for test when no test split; null = no test split.",
     )
-    batch_size: int = Field(64, ge=1, description="Samples per batch (per process).")
+    batch_size: int | Literal["auto"] = Field(
+        64,
+        description="Samples per batch (per process); auto = the largest power of two that trains "
+        "on the GPU (probed), 64 on CPU/MPS.",
+    )
     num_workers: int | Literal["auto"] = Field(
         "auto",
         description="DataLoader worker processes; auto = 0 for in-memory data, else min(4, cpus - 1).",
@@ -370,6 +374,13 @@ class DataConfig(Section):
             raise ValueError("image_size is N or [H, W]")
         if any(s < 4 for s in sizes):
             raise ValueError("image_size must be at least 4 pixels")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("batch_size must be at least 1 (or auto)")
         return value
 
     @model_validator(mode="after")
@@ -567,7 +578,9 @@ class SchedulerConfig(Section):
 
     name: Literal["none", "step", "cosine", "plateau", "onecycle"] = Field("none", description="Schedule.")
     warmup_epochs: float = Field(
-        0.0, ge=0, description="Linear warmup from lr/100 over this many epochs (not plateau)."
+        0.0,
+        ge=0,
+        description="Linear warmup from lr/100 over this many epochs, per optimizer step (any schedule).",
     )
     step_size: int = Field(10, ge=1, description="step: epochs between lr drops.")
     gamma: float = Field(0.1, gt=0, le=1, description="step: lr multiplier at each drop.")
@@ -575,12 +588,6 @@ class SchedulerConfig(Section):
     factor: float = Field(0.1, gt=0, lt=1, description="plateau: lr multiplier on a plateau.")
     patience: int = Field(2, ge=0, description="plateau: epochs without val-loss improvement.")
     pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: share of steps spent increasing the lr.")
-
-    @model_validator(mode="after")
-    def _warmup(self) -> SchedulerConfig:
-        if self.name == "plateau" and self.warmup_epochs:
-            raise ValueError("warmup_epochs does not apply to plateau")
-        return self
 
 
 class TrainConfig(Section):

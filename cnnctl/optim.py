@@ -53,8 +53,9 @@ def build_optimizer(
 class Schedule:
     """A learning-rate schedule that knows when it steps.
 
-    step, cosine and onecycle are functions of the global batch step (so warmup and
-    cosine are smooth within an epoch); plateau steps once per epoch on the val loss.
+    step, cosine and onecycle are functions of the optimizer step (so warmup and cosine are
+    smooth within an epoch: one step per batch, or per `train.accumulate` batches); plateau
+    steps once per epoch on the val loss, after its linear warmup (if any) has run per step.
     """
 
     def __init__(
@@ -64,20 +65,27 @@ class Schedule:
         self.optimizer = optimizer
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self.per_step: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+        if cfg.name != "none" or cfg.warmup_epochs:
+            factor = lr_factor(cfg, epochs, steps_per_epoch, optimizer.param_groups[0]["lr"])
+            self.per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         if cfg.name == "plateau":
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=cfg.factor, patience=cfg.patience
             )
-        elif cfg.name != "none" or cfg.warmup_epochs:
-            factor = lr_factor(cfg, epochs, steps_per_epoch, optimizer.param_groups[0]["lr"])
-            self.per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    @property
+    def warming_up(self) -> bool:
+        return self.per_step is not None and self.per_step.last_epoch < self.warmup_steps
 
     def step_batch(self) -> None:
-        if self.per_step is not None:
+        # With plateau, the per-step part is the warmup alone: once it is over, only the
+        # plateau rule changes the lr (a LambdaLR step would undo its reductions).
+        if self.per_step is not None and (self.plateau is None or self.warming_up):
             self.per_step.step()
 
     def step_epoch(self, val_loss: float) -> None:
-        if self.plateau is not None:
+        if self.plateau is not None and not self.warming_up:
             self.plateau.step(val_loss)
 
     @property
@@ -86,13 +94,16 @@ class Schedule:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:
-        active = self.plateau or self.per_step
-        return active.state_dict() if active is not None else {}
+        return {
+            "per_step": self.per_step.state_dict() if self.per_step is not None else None,
+            "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        active = self.plateau or self.per_step
-        if active is not None and state:
-            active.load_state_dict(state)
+        if self.per_step is not None and state.get("per_step"):
+            self.per_step.load_state_dict(state["per_step"])
+        if self.plateau is not None and state.get("plateau"):
+            self.plateau.load_state_dict(state["plateau"])
 
 
 def lr_factor(

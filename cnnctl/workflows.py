@@ -266,8 +266,15 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         "pin": pin,
         "shard": dist.shard,
     }
-    batch = cfg.data.batch_size
     normalizer: torch.nn.Module = Normalizer(splits.input).to(device)
+    if cfg.data.batch_size == "auto":
+        from cnnctl import autobatch
+
+        size = autobatch.choose(
+            wrapped, normalizer, splits.input.shape, device, len(splits.train), lambda out: out.float().sum()
+        )
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"batch_size": size})})
+    batch = batch_size(cfg)
     stepped, test_data = wrapped, splits.test
     cached = _cached_features(cfg, model, normalizer, splits, device, options, dist.enabled)
     if cached is not None:  # the frozen backbone ran once: the stepper trains the head on features
@@ -388,6 +395,16 @@ def _ema(cfg: RunConfig, model: torch.nn.Module, on_features: bool) -> dict[str,
     }
 
 
+def batch_size(cfg: RunConfig) -> int:
+    """data.batch_size as a number: `auto` is resolved when the session is built (autobatch.py);
+    an unresolved auto (evaluating with another config's data) reads as 64."""
+    size = cfg.data.batch_size
+    return size if isinstance(size, int) else 64
+
+
+batch_of = batch_size  # for functions whose own parameter is called batch_size
+
+
 def _cached_features(
     cfg: RunConfig,
     model: torch.nn.Module,
@@ -409,7 +426,7 @@ def _cached_features(
             log.info(f"model.cache_features: running the frozen backbone every epoch ({reason})")
         return None
     started = time.perf_counter()
-    batch = cfg.data.batch_size
+    batch = batch_size(cfg)
     out = {
         name: features.extract(model, normalizer, data, batch, device, options)
         for name, data in parts.items()
@@ -489,6 +506,18 @@ def _train(
             f"dropped); {kept}",
             signals.exit_code,
         ) from None
+    except Exception as err:
+        _close(sinks)
+        from cnnctl.autobatch import is_oom
+
+        if is_oom(err):
+            epoch, index = run.stepper.position
+            raise RunFailed(
+                f"out of memory at epoch {epoch}, batch {index} with data.batch_size {batch_size(cfg)} "
+                f"on {run.device}: lower data.batch_size (train.accumulate keeps the effective batch), "
+                "or set data.batch_size: auto"
+            ) from None
+        raise
     except BaseException:
         _close(sinks)
         raise
@@ -572,9 +601,7 @@ def _finish(run: _Session, run_dir: Path, state: FitState, say: Callable[[str], 
     if best_weights is not None:
         run.model.load_state_dict(best_weights)
         if run.test_data is not None:
-            test_batches = make_loader(
-                run.test_data, cfg.data.batch_size, shuffle=False, **run.loader_options
-            )
+            test_batches = make_loader(run.test_data, batch_size(cfg), shuffle=False, **run.loader_options)
             test_result = run.stepper.evaluate(test_batches, splits.classes, topk=(1, 5))
         elif cfg.output.plots:  # the confusion plot falls back to val (evaluated on every rank)
             val_result = run.stepper.evaluate(run.val_batches, splits.classes)
@@ -833,7 +860,7 @@ def evaluate(
     dataset, what = _eval_dataset(loaded, cfg, data, split)
     batches = make_loader(
         dataset,
-        batch_size or cfg.data.batch_size,
+        batch_size or batch_of(cfg),
         shuffle=False,
         seed=cfg.seed,
         workers=resolve_workers(cfg.data, isinstance(dataset, ArrayDataset)),

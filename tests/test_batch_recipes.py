@@ -113,3 +113,25 @@ def test_ema_wins_when_the_raw_weights_are_noisy(write_config, monkeypatch: pyte
     )
     assert [row["weights"] for row in outcome.state.history] == ["ema", "ema"]
     assert torch.load(outcome.run_dir / "best.pt", weights_only=True)["weights"] == "ema"
+
+
+@pytest.mark.parametrize("name", ["cosine", "plateau", "step", "none"])
+def test_warmup_starts_at_a_hundredth_of_the_lr_for_any_schedule(name: str) -> None:
+    from cnnctl.config import SchedulerConfig
+    from cnnctl.optim import Schedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    cfg = SchedulerConfig.model_validate({"name": name, "warmup_epochs": 1.0})
+    schedule = Schedule(cfg, optimizer, epochs=5, steps_per_epoch=10)
+    assert schedule.lr == pytest.approx(0.001)  # the first step's lr
+    for _ in range(10):
+        optimizer.step()
+        schedule.step_batch()
+    assert schedule.lr == pytest.approx(0.1, rel=1e-6)  # warmup over: the full lr
+    if name == "plateau":  # from now on only the plateau rule moves the lr
+        for _ in range(5):
+            schedule.step_epoch(1.0)
+            for _ in range(10):
+                optimizer.step()
+                schedule.step_batch()
+        assert schedule.lr == pytest.approx(0.1 * cfg.factor)
