@@ -451,6 +451,65 @@ def runs(
     _guard(body)
 
 
+@app.command("lr-find")
+def lr_find(
+    config: ConfigArg,
+    set_: SetOption = None,
+    device: DeviceOption = None,
+    start: Annotated[float, typer.Option(min=0.0, help="Lowest lr of the sweep.")] = 1e-7,
+    end: Annotated[float, typer.Option(min=0.0, help="Highest lr of the sweep.")] = 10.0,
+    steps: Annotated[
+        int,
+        typer.Option(
+            min=10,
+            help="Optimizer steps in the sweep, one lr each (a batch each, or train.accumulate "
+            "batches; the train split is cycled as needed).",
+        ),
+    ] = 200,
+    plot: Annotated[
+        Path,
+        typer.Option(help="Where to write the loss-vs-lr plot (PNG); relative to the current folder."),
+    ] = Path("lr_find.png"),
+    no_plot: Annotated[bool, typer.Option("--no-plot", help="Draw no plot.")] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print {suggested_lr, lrs, losses, ...} as JSON instead.")
+    ] = False,
+) -> None:
+    """LR range test: train on CONFIG's data with the lr growing exponentially from --start to
+    --end, one value per batch, and suggest an lr.
+
+    Data, model, optimizer, loss and precision are built as `cnnctl train` builds them; the
+    loss curve is smoothed (moving average, beta 0.98) and the sweep stops once it passes 4x
+    its lowest value. The suggestion is one tenth of the lr at the smoothed loss's minimum.
+    Writes nothing but the plot (no run dir, no checkpoint); `optimizer.lr: auto` runs the
+    same sweep before training.
+    """
+
+    def body() -> None:
+        from cnnctl import lrfind
+        from cnnctl.interrupt import StopSignals
+
+        cfg = _load(config, set_, [f"device={device}"] if device else [])
+        with StopSignals() as signals:
+            result = lrfind.find_lr(cfg, start, end, steps, signals=signals)
+        drawn = None if no_plot else lrfind.plot(result, plot, f"lr range test: {config.name}")
+        if json_:
+            typer.echo(json.dumps({**result.to_plain(), "plot": str(drawn) if drawn else None}, indent=2))
+        elif result.suggested_lr is not None:
+            ran = f"{len(result.lrs)} of {result.steps} steps" if result.diverged else f"{result.steps} steps"
+            typer.echo(
+                f"suggested lr {result.suggested_lr:.3g} ({cfg.optimizer.name}; lowest smoothed loss at "
+                f"lr {result.lowest_lr:.3g}; {ran}, lr {result.lrs[0]:.3g} to {result.lrs[-1]:.3g}"
+                f"{', stopped as the loss diverged' if result.diverged else ''}); "
+                f"train with --set optimizer.lr={result.suggested_lr:.3g}"
+            )
+        if drawn is not None and not json_:
+            typer.echo(f"plot written to {drawn}")
+        result.suggestion()  # none: exit 1 with the reason (after the plot, which shows why)
+
+    _guard(body)
+
+
 @app.command()
 def models(json_: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the model names `model.name` accepts, with the pretrained weights of each."""

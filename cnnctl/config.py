@@ -300,7 +300,7 @@ class DataConfig(Section):
     )
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig,  # type: ignore[arg-type]
-        description="Train-time augmentation: 'none' or {hflip, vflip, random_crop, rotation}.",
+        description="Train-time augmentation: 'none' or a mapping of the data.augment keys.",
     )
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of train carved out for validation when no val split."

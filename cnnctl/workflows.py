@@ -155,7 +155,12 @@ def prepare_resume(
     if config is None:
         cfg = load_config(None, overrides, base=data["config"])
     else:
-        cfg = resolve_config(load_config(config, overrides))
+        cfg = load_config(config, overrides)
+        if cfg.optimizer.lr == "auto":  # the run's sweep already chose it: keep that number
+            cfg = cfg.model_copy(
+                update={"optimizer": cfg.optimizer.model_copy(update={"lr": stored.optimizer.lr})}
+            )
+        cfg = resolve_config(cfg)
     check_resumable(stored.to_plain(), cfg.to_plain(), force, str(config or last))
     if cfg.output != stored.output:  # the run continues where it is
         cfg = cfg.model_copy(update={"output": stored.output})

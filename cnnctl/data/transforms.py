@@ -104,12 +104,33 @@ def load_for_model(path: str | Path, spec: InputSpec) -> torch.Tensor:
 
 
 def build_augment(augment: Any, size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """Train-time augmentation on uint8 CHW tensors (torchvision v2), or None when off."""
+    """Train-time augmentation on uint8 CHW tensors (torchvision v2), or None when off.
+
+    `augment` is a `config.AugmentConfig`; `size` the model's (H, W) input size. The steps run
+    in the order geometric → policy → colour → erasing, and every one keeps the image uint8
+    and `size` (normalisation happens later, on the device).
+    """
     if not augment.enabled:
         return None
     from torchvision.transforms import v2
 
+    steps = [*_geometric(augment, size), *_policy(augment)]
+    jitter = augment.jitter
+    if jitter.enabled:
+        steps.append(v2.ColorJitter(jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue))
+    if augment.random_erasing:
+        steps.append(v2.RandomErasing(p=augment.random_erasing, value=0))
+    composed: Callable[[torch.Tensor], torch.Tensor] = v2.Compose(steps)
+    return composed
+
+
+def _geometric(augment: Any, size: tuple[int, int]) -> list[Any]:
+    from torchvision.transforms import v2
+
     steps: list[Any] = []
+    if augment.random_resized_crop is not None:
+        low, high = augment.random_resized_crop
+        steps.append(v2.RandomResizedCrop(size, scale=(low, high), antialias=True))
     if augment.random_crop:
         steps.append(v2.RandomCrop(size, padding=augment.random_crop, padding_mode="reflect"))
     if augment.rotation:
@@ -118,8 +139,20 @@ def build_augment(augment: Any, size: tuple[int, int]) -> Callable[[torch.Tensor
         steps.append(v2.RandomHorizontalFlip())
     if augment.vflip:
         steps.append(v2.RandomVerticalFlip())
-    composed: Callable[[torch.Tensor], torch.Tensor] = v2.Compose(steps)
-    return composed
+    return steps
+
+
+def _policy(augment: Any) -> list[Any]:
+    """data.augment.policy as a torchvision v2 auto-augmentation (none: no step)."""
+    from torchvision.transforms import v2
+
+    if augment.policy == "trivialaugment":
+        return [v2.TrivialAugmentWide()]
+    if augment.policy == "randaugment":
+        return [v2.RandAugment(num_ops=augment.randaugment_ops, magnitude=augment.randaugment_magnitude)]
+    if augment.policy == "autoaugment":
+        return [v2.AutoAugment(v2.AutoAugmentPolicy(augment.autoaugment_policy))]
+    return []
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
