@@ -84,8 +84,10 @@ def find_lr(
 ) -> LRFindResult:
     """Run the LR range test for `cfg` (its `optimizer.lr` is ignored, `auto` included).
 
-    One step is one optimizer step: `train.accumulate` batches, with mixup / cutmix as
-    training applies them (the EMA of the weights, which does not change them, is not kept).
+    One step is one optimizer step: `train.accumulate` batches. MixUp / CutMix are left out
+    of the sweep: the soft targets add enough noise to hide the loss curve in a few hundred
+    steps, and the lr they train best with is close to the plain one (the EMA of the weights,
+    which does not change them, is not kept either).
 
     `signals` (a StopSignals in effect): a SIGINT/SIGTERM stops the sweep at the next step
     with `Interrupted`. A loss that is not finite from the first steps is a RunFailed; one
@@ -156,15 +158,12 @@ def _sweep(
 
 def _accumulate(stepper: Any, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> float:
     """The gradients of one optimizer step as training makes them (train.accumulate batches,
-    mixup / cutmix applied); returns their mean loss (not finite: no gradient kept)."""
+    no mixup / cutmix: see find_lr); returns their mean loss (not finite: no gradient kept)."""
     stepper.optimizer.zero_grad(set_to_none=True)
     k, total = stepper.accumulate, 0.0
     for _ in range(k):
         x, y = stepper.to_device(*next(batches))
-        targets = y
-        if stepper.mixer is not None:
-            x, targets = stepper.mixer(x, y)
-        loss = stepper.loss_fn(stepper.forward(x).float(), targets)
+        loss = stepper.loss_fn(stepper.forward(x).float(), y)
         value = float(loss.detach())
         if not math.isfinite(value):
             return value

@@ -262,7 +262,7 @@ def test_lr_find_prints_one_line_and_sgd_lands_in_the_band(runner, write_config,
 
 
 def test_lr_find_steps_like_training(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One sweep step is one optimizer step: train.accumulate batches, mixup applied."""
+    """One sweep step is one optimizer step: train.accumulate batches (mixup left out)."""
     import cnnctl.lrfind as lrfind
 
     seen: list[int] = []
@@ -278,6 +278,23 @@ def test_lr_find_steps_like_training(monkeypatch: pytest.MonkeyPatch) -> None:
     result = lrfind.find_lr(cfg, start=1e-6, end=1e-4, steps=12)
     assert len(result.lrs) == 12 and len(seen) == 24
     assert all(math.isfinite(v) for v in result.raw_losses)
+
+
+def test_lr_find_sweeps_without_mixup(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cnnctl.lrfind as lrfind
+    from cnnctl import optim
+
+    calls: list[int] = []
+    original = optim.batch_mixer
+
+    def spying(*args: Any) -> Any:
+        mixer = original(*args)
+        return None if mixer is None else (lambda x, y: (calls.append(1), mixer(x, y))[1])
+
+    monkeypatch.setattr("cnnctl.workflows.batch_mixer", spying)
+    cfg = validate(merge(TINY, {**TOY, "train": {"mixup_alpha": 0.2}}))
+    lrfind.find_lr(cfg, start=1e-6, end=1e-4, steps=5)
+    assert calls == []
 
 
 def test_lr_find_refuses_a_bad_range(runner, write_config) -> None:
