@@ -293,7 +293,7 @@ def test_lr_find_sweeps_without_mixup(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("cnnctl.workflows.batch_mixer", spying)
     cfg = validate(merge(TINY, {**TOY, "train": {"mixup_alpha": 0.2}}))
-    lrfind.find_lr(cfg, start=1e-6, end=1e-4, steps=5)
+    lrfind.find_lr(cfg, start=1e-6, end=1e-4, steps=10)
     assert calls == []
 
 
