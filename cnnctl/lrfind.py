@@ -256,10 +256,9 @@ def _result(lrs: list[float], raw: list[float], steps: int) -> LRFindResult:
 
 def plot(result: LRFindResult, out: Path, title: str = "") -> Path:
     """Loss against lr (log x): the raw loss faint, the smoothed loss, the suggestion marked."""
-    import matplotlib
+    from cnnctl import plots
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     lrs, losses, suggested = result.lrs, result.losses, result.suggested_lr
     lowest = _lowest(losses)
@@ -281,8 +280,4 @@ def plot(result: LRFindResult, out: Path, title: str = "") -> Path:
     ax.set_title(title or "lr range test")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return plots.save(fig, out)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -19,9 +19,19 @@ def _pyplot() -> Any:
     return plt
 
 
+def save(fig: Any, out: Path) -> Path:
+    """Lay out, write `out` as PNG (its folder made as needed) and free the figure."""
+    plt = pyplot()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def curves(history: Sequence[dict[str, Any]], best_epoch: int, out: Path) -> Path:
     """Train vs val loss and accuracy per epoch, the best epoch marked."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [int(r["epoch"]) for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
@@ -35,18 +45,14 @@ def curves(history: Sequence[dict[str, Any]], best_epoch: int, out: Path) -> Pat
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: Path, title: str = "") -> Path:
     """Counts (left) and row-normalised rates (right), rows = true class, columns = predicted."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(matrix, dtype=np.float64)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(classes)
@@ -68,18 +74,14 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: Path
                 for j in range(n):
                     colour = "white" if data[i, j] > top / 2 else "black"
                     ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", color=colour, fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def wrong_grid(images: Sequence[Any], captions: Sequence[str], out: Path, title: str = "") -> Path:
     """The given uint8 (C, H, W) images in a grid, each captioned (true / predicted / confidence)."""
     import math
 
-    plt = _pyplot()
+    plt = pyplot()
     n = max(len(images), 1)
     cols = min(4, n)
     rows = math.ceil(n / cols)
@@ -95,8 +97,4 @@ def wrong_grid(images: Sequence[Any], captions: Sequence[str], out: Path, title:
     if not images:
         axes.flat[0].text(0.5, 0.5, "no errors", ha="center", va="center")
     fig.suptitle(title or "most confidently wrong")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save(fig, out)

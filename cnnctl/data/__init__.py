@@ -263,12 +263,26 @@ def _image_folder(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
             return ArrayDataset(decoded[name], torch.tensor(labels[name], dtype=torch.long))
         return FileDataset(scanned[name].files, labels[name], spec)
 
-    train_all = dataset("train")
+    given = {name: dataset(name) for name in scanned}
+    return _assemble(cfg, given, (train_idx, val_idx, test_idx), classes, spec)
 
-    def split(name: str, carved: list[int]) -> FileDataset | ArrayDataset | None:
-        if name in scanned:
-            return dataset(name)
-        return train_all.subset(carved) if carved else None
+
+def _assemble(
+    cfg: DataConfig,
+    given: dict[str, Any],
+    carved: tuple[list[int], list[int], list[int]],
+    classes: list[str],
+    spec: InputSpec,
+) -> Splits:
+    """Splits from the datasets a source has (`given`: train, maybe val and test) and the
+    index lists carved from train for the missing ones; augmentation on train only."""
+    train_idx, val_idx, test_idx = carved
+    train_all = given["train"]
+
+    def split(name: str, indices: list[int]) -> Any:
+        if name in given:
+            return given[name]
+        return train_all.subset(indices) if indices else None
 
     val = split("val", val_idx)
     assert val is not None
@@ -324,20 +338,9 @@ def _in_memory(
         mean, std = _norm_stats(cfg, channels, lambda: train_all.images[train_idx[::step]])
         spec = InputSpec(channels, size, resize, mean, std)
 
-    def split(name: str, carved: list[int]) -> ArrayDataset | None:
-        if name in parts:
-            return ArrayDataset(prepared[name], parts[name][1])
-        return train_all.subset(carved) if carved else None
-
-    val = split("val", val_idx)
-    assert val is not None
-    return Splits(
-        train=train_all.subset(train_idx, build_augment(cfg.augment, spec.size)),
-        val=val,
-        test=split("test", test_idx),
-        classes=classes,
-        input=spec,
-    )
+    given = {name: ArrayDataset(prepared[name], parts[name][1]) for name in parts}
+    given["train"] = train_all
+    return _assemble(cfg, given, (train_idx, val_idx, test_idx), classes, spec)
 
 
 RESIZE_BATCH = 4096  # images resized per interpolate call

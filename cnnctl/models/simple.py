@@ -8,7 +8,7 @@ from torch import nn
 from cnnctl.errors import ConfigError
 from cnnctl.models import ModelSpec, register
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
@@ -19,7 +19,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 def _head(in_features: int, hidden: list[int], out: int, spec: ModelSpec) -> list[nn.Module]:
     """FC layers: [dropout → linear → act] per hidden width, then dropout → linear(out)."""
-    act = _ACTIVATIONS[spec.config["activation"]]
+    act = ACTIVATIONS[spec.config["activation"]]
     dropout = float(spec.config["dropout"])
     layers: list[nn.Module] = []
     width = in_features
@@ -45,7 +45,7 @@ def small_cnn(spec: ModelSpec) -> nn.Module:
     the conv stack, so it is never hand-entered.
     """
     cfg = spec.config
-    act = _ACTIVATIONS[cfg["activation"]]
+    act = ACTIVATIONS[cfg["activation"]]
     in_ch = spec.input_shape[0]
     blocks: list[nn.Module] = []
     for out_ch in cfg["channels"]:

@@ -52,20 +52,13 @@ from cnnctl.config import NormalizeStats, RunConfig
 from cnnctl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cnnctl.errors import ConfigError
 from cnnctl.models import ModelSpec, register
+from cnnctl.models.simple import ACTIVATIONS
 
 log = logging.getLogger("cnnctl")
 
 IMAGENET_CLASSES = 1000  # the width of every torchvision classifier built without weights
 TRUNKS = ("features", "layers", "trunk_output", "blocks", "encoder.layers")
 PRETRAINED_ALIASES = ("imagenet", "default")
-
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "leaky_relu": nn.LeakyReLU,
-}
 
 
 def classifier_names() -> list[str]:
@@ -374,7 +367,7 @@ def _find_classifier(net: nn.Module, name: str) -> tuple[str, nn.Module]:
 
 def _make_head(old: nn.Module, head: Mapping[str, Any], outputs: int) -> nn.Sequential:
     conv = isinstance(old, nn.Conv2d)
-    act = _ACTIVATIONS[str(head.get("activation", "relu"))]
+    act = ACTIVATIONS[str(head.get("activation", "relu"))]
     dropout = float(head.get("dropout", 0.0))
 
     def layer(i: int, o: int) -> nn.Module:
