@@ -86,6 +86,14 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runner, tmp_
     )
     assert more.exit_code == 0, more.output
 
+    # And under torchrun again: every rank restores last.pt (with its own RNG state) and goes on.
+    again = launch(
+        ["--resume", str(tmp_path / "runs" / "two"), "--set", "train.epochs=5", "--force"], tmp_path
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [row["epoch"] for row in rows(tmp_path / "runs" / "two")] == [1, 2, 3, 4, 5]
+    assert again.stdout.count("training finished") == 1
+
 
 def test_a_failing_rank_brings_the_job_down(tmp_path: Path) -> None:
     hook = tmp_path / "hook"
