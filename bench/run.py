@@ -344,7 +344,38 @@ def case4(quick: bool, repeats: int) -> Result:
         return time.perf_counter() - start
 
     a, b = alternate(repeats, plain, ours)
-    return Result(f"4. predict {len(files)} PNG files (64px → 32px), small CNN", a, b, "target ≥ 3")
+    # Memory must not grow with the folder: the same files linked 10x over, predicted in a fresh
+    # process each, peak RSS compared.
+    big = work / "ten_times"
+    for copy in range(10):
+        for path in files:
+            target = big / f"{copy}" / path.relative_to(work / "images")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+    small_rss, big_rss = (peak_rss_of_predict(run / "best.pt", folder) for folder in (work / "images", big))
+    return Result(
+        f"4. predict {len(files)} PNG files (64px → 32px), small CNN",
+        a,
+        b,
+        f"target ≥ 3; peak RSS {small_rss:.0f} MiB for {len(files)} files, {big_rss:.0f} MiB for "
+        f"{10 * len(files)} (predictions streamed to CSV)",
+    )
+
+
+def peak_rss_of_predict(checkpoint: Path, folder: Path) -> float:
+    """Peak resident memory (MiB) of `cnnctl predict CHECKPOINT FOLDER --out x.csv` in its own process."""
+    code = (
+        "import resource, sys\n"
+        "from cnnctl.cli import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = folder.parent / f"{folder.name}.csv"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "predict", str(checkpoint), str(folder), "--out", str(out), "--show", "0"],
+        check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
 # --------------------------------------------------------------------------------------
