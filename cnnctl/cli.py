@@ -515,14 +515,9 @@ def models(json_: Annotated[bool, typer.Option("--json", help="Print as JSON.")]
     """List the model names `model.name` accepts, with the pretrained weights of each."""
 
     def body() -> None:
-        from cnnctl.models import list_models
-        from cnnctl.models.transfer import describe
+        from cnnctl.catalog import model_rows
 
-        torchvision = {row["name"]: row for row in describe()}
-        rows = [
-            torchvision.get(name, {"name": name, "family": name, "weights": [], "default_weights": None})
-            for name in list_models()
-        ]
+        rows = model_rows()
         if json_:
             typer.echo(json.dumps(rows, indent=2))
             return

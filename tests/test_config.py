@@ -136,15 +136,23 @@ def test_config_show_prints_resolved_yaml(runner, write_config) -> None:
     assert validate(shown).train.epochs == 7  # what is shown loads back as the same config
 
 
-def test_validate_and_help_do_not_import_torch(write_config) -> None:
+def test_validate_and_models_do_not_import_torch(write_config) -> None:
     code = (
         "import sys; from cnnctl.cli import app\n"
-        "try:\n    app(['config', 'validate', sys.argv[1]])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "for args in (['config', 'validate', sys.argv[1]], ['config', 'validate', sys.argv[2]], ['models']):\n"
+        "    try:\n        app(args)\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(write_config())], capture_output=True, text=True)
+    transfer = write_config(name="transfer")
+    raw = yaml.safe_load(transfer.read_text())
+    raw["model"] = {"name": "densenet121", "weights": "none"}
+    transfer.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    args = [sys.executable, "-c", code, str(write_config()), str(transfer)]
+    done = subprocess.run(args, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert ": ok (synthetic data, model small_cnn, 2 epochs)" in done.stdout
+    assert ": ok (synthetic data, model densenet121, 2 epochs)" in done.stdout
+    assert "densenet121" in done.stdout.split("epochs)")[-1]  # the `models` listing
 
 
 def test_relative_data_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnctl import workflows
+from cnnctl import catalog, workflows
 from cnnctl.config import load_config
 from cnnctl.errors import ConfigError
 from cnnctl.models import ModelSpec, build_model, list_models
@@ -307,4 +307,30 @@ def test_models_lists_torchvision_classifiers_with_their_weights(runner) -> None
         "efficientnet_b0",
     } <= set(rows)
     assert "IMAGENET1K_V1" in rows["alexnet"]["weights"]
+    assert rows["efficientnet_b1"]["default_weights"] == "IMAGENET1K_V2"
     assert set(list_models()) == set(rows)
+
+
+def test_catalog_is_what_the_installed_torchvision_reports() -> None:
+    if catalog.installed_torchvision() != catalog.TORCHVISION_VERSION:
+        pytest.skip(f"the catalog is written from torchvision {catalog.TORCHVISION_VERSION}")
+    assert catalog.torchvision_models() is catalog.CATALOG
+    assert catalog.CATALOG == catalog.discover(), "refresh it: python -m cnnctl.catalog"
+
+
+def test_another_torchvision_is_asked_once_and_its_answer_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(catalog, "installed_torchvision", lambda: "9.9.9")
+    asked = {"resnet18": (("IMAGENET1K_V1",), "IMAGENET1K_V1"), "newnet": ((), "")}
+    monkeypatch.setattr(catalog, "discover", lambda: asked)
+    assert catalog.torchvision_models() == asked
+    assert json.loads((tmp_path / "cnnctl" / "torchvision-9.9.9-models.json").read_text())["newnet"]
+
+    def fail() -> Any:
+        raise AssertionError("torchvision asked again")
+
+    monkeypatch.setattr(catalog, "discover", fail)
+    assert catalog.torchvision_models() == asked
+    assert [p.name for p in (tmp_path / "cnnctl").iterdir()] == ["torchvision-9.9.9-models.json"]

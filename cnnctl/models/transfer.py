@@ -36,7 +36,7 @@ import difflib
 import io
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -631,15 +631,3 @@ def resolve_run_config(cfg: RunConfig) -> RunConfig:
 
 def _plain(value: Any) -> Any:
     return value.to_plain() if isinstance(value, NormalizeStats) else value
-
-
-def describe() -> Iterator[dict[str, Any]]:
-    """Each torchvision classifier with its weights names (for `cnnctl models`); builds nothing."""
-    for name in classifier_names():
-        enum = weights_enum(name)
-        yield {
-            "name": name,
-            "family": "torchvision",
-            "weights": [m.name for m in enum],
-            "default_weights": str(enum.DEFAULT.name),
-        }
