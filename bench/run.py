@@ -397,6 +397,7 @@ def case5(quick: bool, repeats: int) -> list[Result]:
     for label, args in (
         ("--help", [*cli, "--help"]),
         ("config validate", [*cli, "config", "validate", str(config)]),
+        ("models", [*cli, "models"]),
     ):
         a, b = alternate(repeats, lambda: timed(bare), lambda args=args: timed(args))
         results.append(
