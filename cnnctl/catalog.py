@@ -4,8 +4,8 @@
 importing torchvision takes seconds. So the table below, written from torchvision
 TORCHVISION_VERSION (a test keeps it equal to what that torchvision reports), answers whenever
 the installed torchvision is that version. With another torchvision installed, torchvision is
-asked once and its answer kept in the user cache (`$XDG_CACHE_HOME/cnnctl`, else
-`~/.cache/cnnctl`), one file per torchvision version, so only the first call is slow.
+asked once and its answer kept in cnnctl's cache folder (cnnctl/cachedir.py), one file per
+torchvision version, so only the first call is slow.
 
 `python -m cnnctl.catalog` prints the table for the installed torchvision (to refresh it).
 """
@@ -18,6 +18,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from cnnctl.cachedir import cache_root
 
 # name → (its weights enum members in torchvision's order, the DEFAULT member)
 Entry = tuple[tuple[str, ...], str]
@@ -134,7 +136,7 @@ def torchvision_models() -> dict[str, Entry]:
     installed = installed_torchvision()
     if installed is None or installed == TORCHVISION_VERSION:
         return CATALOG
-    path = cache_dir() / f"torchvision-{installed}-models.json"
+    path = cache_root() / f"torchvision-{installed}-models.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return {name: (tuple(weights), default) for name, (weights, default) in data.items()}
@@ -151,11 +153,6 @@ def installed_torchvision() -> str | None:
         return metadata.version("torchvision").split("+", 1)[0]
     except metadata.PackageNotFoundError:
         return None
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnnctl"
 
 
 def discover() -> dict[str, Entry]:

@@ -163,14 +163,17 @@ def data_check_tables(result: dict[str, Any]) -> list[Table]:
 def runs_table(records: list[dict[str, Any]]) -> Table:
     table = Table(title="runs", title_justify="left")
     for col in ("name", "model", "dataset", "epochs", "best val loss", "test acc", "date"):
-        table.add_column(col, justify="right" if col in ("epochs", "best val loss", "test acc") else "left")
+        right = col in ("epochs", "best val loss", "test acc")
+        table.add_column(
+            col, justify="right" if right else "left", no_wrap=col in ("name", "model", "dataset", "date")
+        )
     for r in records:
         if r["status"] != "done":
             table.add_row(r["name"], f"({r['status']})", "", "", "", "", "")
             continue
         table.add_row(
             r["name"], str(r["model"]), str(r["dataset"]), str(r["epochs"]),
-            _num(r["best_val_loss"]), _num(r["test_acc"]), str(r["date"]).replace("T", " "),
+            _num(r["best_val_loss"]), _num(r["test_acc"]), str(r["date"]).replace("T", " ")[:16],
         )  # fmt: skip
     return table
 
@@ -303,4 +306,7 @@ def predictions_table(records: list[dict[str, Any]], total: int, failed: int) ->
 
 def console_for(stream: IO[str] | None = None, stderr: bool = False) -> Console:
     """A console that never wraps machine-readable lines and respects NO_COLOR."""
-    return Console(file=stream, stderr=stderr, soft_wrap=True, highlight=False)
+    console = Console(file=stream, stderr=stderr, soft_wrap=True, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = 120  # piped or logged: no terminal to fit, so tables are not squeezed to 80
+    return console

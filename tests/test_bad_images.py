@@ -59,6 +59,7 @@ def test_check_lists_bad_files_and_keeps_odd_ones(tmp_path: Path) -> None:
     assert set(bad) == {"truncated.jpg", "empty.png", "text.jpg"}
     assert bad["empty.png"] == "empty file (0 bytes)"
     assert "truncated" in bad["truncated.jpg"].lower()
+    assert bad["text.jpg"] == "UnidentifiedImageError: cannot identify image file"  # the path is listed once
     assert len(report.good) == 6
     assert "skipping 3 unreadable image(s) of 9" in report.summary()
     assert digest(tmp_path / "imgs") == before  # never modified

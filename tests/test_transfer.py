@@ -315,13 +315,13 @@ def test_catalog_is_what_the_installed_torchvision_reports() -> None:
     if catalog.installed_torchvision() != catalog.TORCHVISION_VERSION:
         pytest.skip(f"the catalog is written from torchvision {catalog.TORCHVISION_VERSION}")
     assert catalog.torchvision_models() is catalog.CATALOG
-    assert catalog.CATALOG == catalog.discover(), "refresh it: python -m cnnctl.catalog"
+    assert catalog.discover() == catalog.CATALOG, "refresh it: python -m cnnctl.catalog"
 
 
 def test_another_torchvision_is_asked_once_and_its_answer_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CNNCTL_CACHE", str(tmp_path / "cnnctl"))
     monkeypatch.setattr(catalog, "installed_torchvision", lambda: "9.9.9")
     asked = {"resnet18": (("IMAGENET1K_V1",), "IMAGENET1K_V1"), "newnet": ((), "")}
     monkeypatch.setattr(catalog, "discover", lambda: asked)

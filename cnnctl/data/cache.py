@@ -25,11 +25,11 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cnnctl.cachedir import cache_root
 from cnnctl.data.transforms import InputSpec, load_for_model
 from cnnctl.errors import DataError
 
@@ -37,13 +37,6 @@ CACHE_VERSION = 1
 AUTO_LIMIT = 4 * 2**30
 
 log = logging.getLogger("cnnctl")
-
-
-def cache_root() -> Path:
-    base = os.environ.get("CNNCTL_CACHE")
-    if base:
-        return Path(base)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnctl"
 
 
 def resolve_mode(mode: str, count: int, spec: InputSpec) -> str:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from cnnctl.cachedir import cache_root
+
 CACHE_VERSION = 1
 
 
@@ -44,11 +46,6 @@ class CheckReport:
         )
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("CNNCTL_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / ("" if os.environ.get("CNNCTL_CACHE") else "cnnctl") / "checks"
-
-
 def verify_image(path: str) -> str:
     """'' when the file decodes fully, else the reason it cannot be used."""
     try:
@@ -61,10 +58,10 @@ def verify_image(path: str) -> str:
         return ""
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         return f"too large ({str(err).split('(')[0].strip() or 'decompression bomb guard'})"
-    except OSError as err:
-        return f"{err.__class__.__name__}: {err}".splitlines()[0]
     except Exception as err:  # noqa: BLE001 - any decoder failure is a reason, not a crash
-        return f"{err.__class__.__name__}: {err}".splitlines()[0]
+        lines = str(err).splitlines()
+        text = (lines[0] if lines else "").replace(f"'{path}'", "").replace(path, "").strip(" :")
+        return f"{err.__class__.__name__}: {text}" if text else err.__class__.__name__
 
 
 def _key(path: str) -> str | None:
@@ -77,7 +74,9 @@ def _key(path: str) -> str | None:
 
 def check_files(files: Sequence[str], use_cache: bool = True) -> CheckReport:
     """Decode every file once (or reuse the cached verdict of an unchanged file)."""
-    cache_file = cache_dir() / f"{hashlib.sha256(chr(0).join(files).encode()).hexdigest()[:20]}.json"
+    cache_file = (
+        cache_root() / "checks" / f"{hashlib.sha256(chr(0).join(files).encode()).hexdigest()[:20]}.json"
+    )
     cached: dict[str, list[str]] = {}
     if use_cache and cache_file.is_file():
         try:
