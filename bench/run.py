@@ -92,12 +92,12 @@ def bare_compute(
 # --------------------------------------------------------------------------------------
 
 
-def classic_net() -> nn.Module:
+def classic_net(channels: int = 1, size: int = 28) -> nn.Module:
     """The textbook MNIST CNN, written out as a user would."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 4),
+        nn.Flatten(), nn.Linear((size // 4) ** 2 * 64, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 4),
     )  # fmt: skip
 
 
@@ -122,23 +122,9 @@ def case1(quick: bool, repeats: int) -> Result:
     def plain() -> float:
         torch.manual_seed(0)
         model = classic_net()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        loss_fn = nn.CrossEntropyLoss()
         train_loader = DataLoader(train_ds, batch_size=64, shuffle=True)
         val_loader = DataLoader(val_ds, batch_size=64)
-        start = time.perf_counter()
-        for _ in range(epochs):
-            model.train()
-            for x, y in train_loader:
-                optimizer.zero_grad()
-                loss = loss_fn(model(x), y)
-                loss.backward()
-                optimizer.step()
-            model.eval()
-            with torch.no_grad():
-                for x, y in val_loader:
-                    loss_fn(model(x), y)
-        return time.perf_counter() - start
+        return _plain_fit(model, model.parameters(), train_loader, val_loader, epochs)[0]
 
     def ours() -> float:
         outcome = workflows.train(cfg, "bench", force=True)
@@ -256,11 +242,7 @@ def case2(quick: bool, repeats: int) -> Result:
     val_loader = _image_folder_loader(work / "val", 32, 64, shuffle=False)
 
     def net() -> nn.Module:
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(8 * 8 * 64, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 4),
-        )  # fmt: skip
+        return classic_net(channels=3, size=32)
 
     def plain() -> float:
         torch.manual_seed(0)

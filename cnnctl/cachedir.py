@@ -7,8 +7,11 @@ $CNNCTL_CACHE, else $XDG_CACHE_HOME/cnnctl, else ~/.cache/cnnctl. Under it: `ima
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def cache_root() -> Path:
@@ -16,3 +19,16 @@ def cache_root() -> Path:
     if base:
         return Path(base)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnctl"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Best effort: a cache that cannot be written (read-only home, full disk) only costs time.
+    Written to a temp file beside it, then renamed, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()

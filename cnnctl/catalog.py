@@ -13,13 +13,10 @@ torchvision version, so only the first call is slow.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from cnnctl.cachedir import cache_root
+from cnnctl.cachedir import cache_root, write_json
 
 # name → (its weights enum members in torchvision's order, the DEFAULT member)
 Entry = tuple[tuple[str, ...], str]
@@ -143,7 +140,7 @@ def torchvision_models() -> dict[str, Entry]:
     except (OSError, ValueError, TypeError):
         pass
     table = discover()
-    _write_cache(path, table)
+    write_json(path, {name: [list(w), d] for name, (w, d) in table.items()})
     return table
 
 
@@ -164,22 +161,6 @@ def discover() -> dict[str, Entry]:
         enum = tvm.get_model_weights(name)
         table[name] = (tuple(member.name for member in enum), str(enum.DEFAULT.name))
     return table
-
-
-def _write_cache(path: Path, table: dict[str, Entry]) -> None:
-    """Best effort (a read-only home only costs speed): temp file in place, then os.replace."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({name: [list(w), d] for name, (w, d) in table.items()}, handle)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError:
-        pass
 
 
 def render(table: dict[str, Entry]) -> str:

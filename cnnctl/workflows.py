@@ -27,6 +27,7 @@ from cnnctl.data import (
     LabelledDataset,
     Splits,
     build_splits,
+    default_workers,
     folder_eval_set,
     make_loader,
     resolve_workers,
@@ -1031,9 +1032,7 @@ def predict(
     files = collect_images(paths)
     k = max(1, min(topk, len(model.classes)))
     if workers is None:
-        import os
-
-        workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if len(files) > batch_size else 0
+        workers = default_workers() if len(files) > batch_size else 0
     loader: DataLoader[Any] = DataLoader(
         _PredictFiles(files, model.input),
         batch_size=batch_size,

@@ -8,18 +8,9 @@ import torch
 from cnnctl import workflows
 from cnnctl.config import load_config
 from cnnctl.optim import batch_mixer, train_loss_fn
-from tests.conftest import invoke
+from tests.conftest import TINY, invoke
 
-NO_DROPOUT = {
-    "model": {
-        "name": "small_cnn",
-        "channels": [4, 8],
-        "kernel_size": 3,
-        "padding": 1,
-        "hidden": [16],
-        "dropout": 0.0,
-    }
-}
+NO_DROPOUT = {"model": {**TINY["model"], "dropout": 0.0}}
 
 
 def test_accumulating_two_batches_of_4_equals_one_batch_of_8(write_config) -> None:

@@ -22,14 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # No dropout, no augmentation, no BatchNorm: nothing differs between ranks but their data.
 DDP: dict[str, object] = {
     "data": {"samples_per_class": 36, "val_fraction": 0.25, "test_fraction": 0.2, "batch_size": 8},
-    "model": {
-        "name": "small_cnn",
-        "channels": [4, 8],
-        "kernel_size": 3,
-        "padding": 1,
-        "hidden": [16],
-        "dropout": 0.0,
-    },
+    "model": {**TINY["model"], "dropout": 0.0},
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
     "train": {"epochs": 3},
 }

@@ -590,8 +590,11 @@ class _EpochSampler(torch.utils.data.Sampler[int]):
 def resolve_workers(cfg: DataConfig, in_memory: bool) -> int:
     if cfg.num_workers != "auto":
         return int(cfg.num_workers)
-    if in_memory:
-        return 0
+    return 0 if in_memory else default_workers()
+
+
+def default_workers() -> int:
+    """Decoding processes for files: one core left to the model, at most 4."""
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 

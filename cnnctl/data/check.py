@@ -19,11 +19,10 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from PIL import Image
 
-from cnnctl.cachedir import cache_root
+from cnnctl.cachedir import cache_root, write_json
 
 CACHE_VERSION = 1
 
@@ -101,15 +100,5 @@ def check_files(files: Sequence[str], use_cache: bool = True) -> CheckReport:
         else:
             report.good.append(path)
     if use_cache:
-        _write_cache(cache_file, verdicts)
+        write_json(cache_file, {"version": CACHE_VERSION, "files": verdicts})
     return report
-
-
-def _write_cache(cache_file: Path, verdicts: dict[str, list[str]]) -> None:
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": verdicts}), encoding="utf-8")
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
