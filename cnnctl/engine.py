@@ -132,12 +132,14 @@ class Stepper:
         return torch.autocast(self.device.type, dtype=self.precision.dtype)
 
     def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.to(self.device, non_blocking=self.non_blocking)
-        y = y.to(self.device, non_blocking=self.non_blocking)
-        x = self.normalizer(x)
+        return self.model_input(x), y.to(self.device, non_blocking=self.non_blocking)
+
+    def model_input(self, x_cpu: torch.Tensor) -> torch.Tensor:
+        """A uint8 (or cached-feature) batch on the device, normalised, in the model's layout."""
+        x: torch.Tensor = self.normalizer(x_cpu.to(self.device, non_blocking=self.non_blocking))
         if x.dim() == 4 and self.memory_format is torch.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with self._autocast():
@@ -266,8 +268,7 @@ class Stepper:
     def predict(self, x_cpu: torch.Tensor) -> torch.Tensor:
         """(N, classes) probabilities for a uint8 batch, on the CPU."""
         self.model.eval()
-        x = self.normalizer(x_cpu.to(self.device, non_blocking=self.non_blocking))
-        return probabilities(self.forward(x), self.kind).cpu()
+        return probabilities(self.forward(self.model_input(x_cpu)), self.kind).cpu()
 
 
 class StopRequested(Exception):

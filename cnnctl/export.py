@@ -126,7 +126,7 @@ def export_checkpoint(
         target = out / default_out(checkpoint, fmt).name
     if fmt == "onnx" and target.suffix.lower() != ".onnx":
         raise ConfigError(f"--out {target}: an ONNX model file must end in .onnx (predict knows it by that)")
-    loaded = load_model(checkpoint, "cpu")
+    loaded = load_model(checkpoint, "cpu", inference_layout=False)
     data = loaded.checkpoint
     source = {
         "checkpoint": str(checkpoint),

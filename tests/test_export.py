@@ -34,7 +34,8 @@ HEADS: dict[str, dict[str, Any]] = {"alexnet": {}, "densenet121": {"hidden": [8]
 
 
 def loaded(run: Path) -> workflows.LoadedModel:
-    return workflows.load_model(run, "cpu")
+    """The checkpoint as `cnnctl export` loads it (stored layout, not predict's channels_last)."""
+    return workflows.load_model(run, "cpu", inference_layout=False)
 
 
 def train_run(root: Path, name: str, changes: dict[str, Any]) -> Path:
