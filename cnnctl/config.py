@@ -318,7 +318,10 @@ class DataConfig(Section):
     )
     num_workers: int | Literal["auto"] = Field(
         "auto",
-        description="DataLoader worker processes; auto = 0 for in-memory data, else min(4, cpus - 1).",
+        description=(
+            "DataLoader worker processes; auto = 0 for in-memory data, else min(4, cpus - 1) while "
+            "training and min(8, cpus) for the one decode pass of check_images / cache."
+        ),
     )
     pin_memory: bool | Literal["auto"] = Field(
         "auto", description="Page-locked batches for faster host→GPU copies; auto = on for CUDA."

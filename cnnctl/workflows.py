@@ -28,6 +28,7 @@ from cnnctl.data import (
     LabelledDataset,
     Splits,
     build_splits,
+    decode_workers,
     default_workers,
     folder_eval_set,
     make_loader,
@@ -844,7 +845,7 @@ def check_data(cfg: RunConfig) -> dict[str, Any]:
     for name, split in scanned.items():
         if set(split.classes_present) != set(first):
             raise DataError(f"{dirs[name]}: its classes {split.classes_present} differ from train's {first}")
-    report = check_files([f for s in scanned.values() for f in s.files])
+    report = check_files([f for s in scanned.values() for f in s.files], workers=decode_workers(cfg.data))
     bad = dict(report.bad)
     result: dict[str, Any] = {"source": "image_folder", "splits": {}, "unreadable": []}
     for name, split in scanned.items():

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from cnnctl.config import DataConfig
-from cnnctl.data import ArrayDataset, FileDataset, build_splits, cache
+from cnnctl.data import ArrayDataset, FileDataset, build_splits, cache, check, transforms
 from cnnctl.data.synthetic import write_image_folder
 from tests.conftest import TINY, invoke, merge
 
@@ -78,27 +78,49 @@ def test_disk_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pytes
         "val_fraction": 0.3,
         "cache": "disk",
     }
-    decoded: list[int] = []
-    original = cache.decode_all
+    decoded: list[str] = []  # every file decode, by the image check or by the cache
+    original = transforms.load_for_model
 
-    def counting(files, spec, workers):  # type: ignore[no-untyped-def]
-        decoded.append(len(files))
-        return original(files, spec, workers)
+    def counting(path, spec):  # type: ignore[no-untyped-def]
+        decoded.append(str(path))
+        return original(path, spec)
 
-    monkeypatch.setattr(cache, "decode_all", counting)
+    monkeypatch.setattr(check, "load_for_model", counting)
+    monkeypatch.setattr(cache, "load_for_model", counting)
     first = build_splits(DataConfig.model_validate(cfg), 0)
-    assert decoded == [10] and len(list((tmp_path / "cache" / "images").glob("*.pt"))) == 1
+    # a cold folder is decoded once: the check's decodes fill the cache
+    assert len(decoded) == 10 and len(set(decoded)) == 10
+    assert len(list((tmp_path / "cache" / "images").glob("*.pt"))) == 1
     again = build_splits(DataConfig.model_validate(cfg), 0)
-    assert decoded == [10]  # loaded from disk, nothing decoded
+    assert len(decoded) == 10  # verdicts and images from the caches, nothing decoded
     assert torch.equal(first.train.images, again.train.images)
 
     one = next(root.rglob("*.png"))
     os.utime(one, ns=(one.stat().st_atime_ns, one.stat().st_mtime_ns + 10**9))  # a changed file
-    build_splits(DataConfig.model_validate(cfg), 0)
-    assert decoded == [10, 10]
+    changed = build_splits(DataConfig.model_validate(cfg), 0)
+    assert len(decoded) == 20 and decoded[10:].count(str(one)) == 1  # the check re-reads it, the cache the rest
+    assert torch.equal(changed.train.images, first.train.images)
     build_splits(DataConfig.model_validate({**cfg, "image_size": 10}), 0)  # other decode settings
-    assert decoded == [10, 10, 10]
+    assert len(decoded) == 30
     assert len(list((tmp_path / "cache" / "images").glob("*.pt"))) == 3
+
+
+def test_check_decodes_in_worker_processes_to_the_same_pixels(tmp_path: Path) -> None:
+    """The one-pass check (workers) yields exactly the images and verdicts of the serial path."""
+    from cnnctl.data.transforms import InputSpec
+
+    root = tmp_path / "images"
+    write_image_folder(root, 2, 40, 20, seed=4, noise=0.1)
+    next(p for p in root.iterdir() if p.is_dir()).joinpath("broken.png").write_bytes(b"\x89PNG broken")
+    files = sorted(str(p) for p in root.rglob("*.png"))
+    spec = InputSpec(3, (12, 12), None, (0.0,), (1.0,))
+    serial = check.check_files(files, use_cache=False, decode=spec, workers=0)
+    parallel = check.check_files(files, use_cache=False, decode=spec, workers=2)
+    assert serial.bad == parallel.bad and len(parallel.bad) == 1
+    assert serial.good == parallel.good and set(parallel.decoded) == set(parallel.good)
+    for path in parallel.good:
+        assert torch.equal(parallel.decoded[path], transforms.load_for_model(path, spec))
+        assert torch.equal(serial.decoded[path], parallel.decoded[path])
 
 
 def test_auto_falls_back_to_files_when_too_big(monkeypatch: pytest.MonkeyPatch) -> None:

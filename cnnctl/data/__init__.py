@@ -226,8 +226,12 @@ def _image_folder(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     extensions = folder.normalise_extensions(cfg.extensions)
     dirs = folder.find_split_dirs(root) or {"train": root}
     scanned = {name: folder.scan_split(path, extensions) for name, path in dirs.items()}
-    if cfg.check_images:
-        scanned = checked_splits(scanned)
+    decode = spec or InputSpec(cfg.channels or 3, input_size(cfg), cfg.resize, (0.0,), (1.0,))
+    mode = cache.resolve_mode(cfg.cache, sum(len(s.files) for s in scanned.values()), decode)
+    workers = decode_workers(cfg)
+    predecoded: dict[str, torch.Tensor] = {}
+    if cfg.check_images:  # decoding to the cache's input spec on the way when there is a cache to fill
+        scanned = checked_splits(scanned, decode if mode != "off" else None, workers, predecoded)
     classes = folder.resolve_classes(scanned["train"].classes_present, cfg.classes, dirs["train"])
     for name in ("val", "test"):
         if name in scanned and set(scanned[name].classes_present) != set(classes):
@@ -239,12 +243,12 @@ def _image_folder(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     train_idx, val_idx, test_idx = _carve(
         cfg, labels["train"], seed, "val" not in dirs, "test" not in dirs and cfg.test_fraction is not None
     )
-    decode = spec or InputSpec(cfg.channels or 3, input_size(cfg), cfg.resize, (0.0,), (1.0,))
-    mode = cache.resolve_mode(cfg.cache, sum(len(s.files) for s in scanned.values()), decode)
     decoded: dict[str, torch.Tensor] = {}
     if mode != "off":
-        workers = resolve_workers(cfg, in_memory=False)
-        decoded = {n: cache.cached_images(s.files, decode, mode, workers) for n, s in scanned.items()}
+        decoded = {
+            n: cache.cached_images(s.files, decode, mode, workers, predecoded) for n, s in scanned.items()
+        }
+        predecoded.clear()
     if spec is None:
         probe = FileDataset(scanned["train"].files, labels["train"], decode)
         step = max(1, len(train_idx) // STATS_SAMPLE)
@@ -397,18 +401,26 @@ def _interpolate(chunk: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def checked_splits(scanned: dict[str, folder.FolderSplit]) -> dict[str, folder.FolderSplit]:
+def checked_splits(
+    scanned: dict[str, folder.FolderSplit],
+    decode: InputSpec | None = None,
+    workers: int = 0,
+    decoded: dict[str, torch.Tensor] | None = None,
+) -> dict[str, folder.FolderSplit]:
     """Every split without its unreadable files (fully decoded once, verdicts cached).
 
     The skipped files are counted and listed in one warning; a class left with no
-    readable image is an error before training.
+    readable image is an error before training. With `decode`, the images decoded for the
+    check are added to `decoded` (path → uint8 input) for the cache to reuse.
     """
     import logging
 
     from cnnctl.data.check import check_files
 
     every = [f for split in scanned.values() for f in split.files]
-    report = check_files(every)
+    report = check_files(every, decode=decode, workers=workers)
+    if decoded is not None:
+        decoded.update(report.decoded)
     if not report.bad:
         return scanned
     logging.getLogger("cnnctl").warning(report.summary())
@@ -591,6 +603,15 @@ def resolve_workers(cfg: DataConfig, in_memory: bool) -> int:
     if cfg.num_workers != "auto":
         return int(cfg.num_workers)
     return 0 if in_memory else default_workers()
+
+
+def decode_workers(cfg: DataConfig) -> int:
+    """Processes for a decode-only pass (image check, data.cache): nothing else runs then, so
+    `auto` uses every core (at most 8); an explicit data.num_workers is kept."""
+    if cfg.num_workers != "auto":
+        return int(cfg.num_workers)
+    cores = os.cpu_count() or 1
+    return min(8, cores) if cores > 1 else 0
 
 
 def default_workers() -> int:

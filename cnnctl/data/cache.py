@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -86,24 +86,44 @@ class _Decode(Dataset[torch.Tensor]):
             raise DataError(f"{self.files[i]}: cannot read image ({err})") from None
 
 
-def decode_all(files: Sequence[str], spec: InputSpec, workers: int) -> torch.Tensor:
-    """Every file decoded to the spec's channels and size: one uint8 (N, C, H, W) tensor."""
+def decode_all(
+    files: Sequence[str], spec: InputSpec, workers: int, decoded: Mapping[str, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Every file decoded to the spec's channels and size: one uint8 (N, C, H, W) tensor.
+    Files in `decoded` (the image check's output, same `load_for_model`) are not read again."""
     out = torch.empty((len(files), *spec.shape), dtype=torch.uint8)
-    if not files:
+    known = decoded or {}
+    missing = []
+    for i, path in enumerate(files):
+        if path in known:
+            out[i] = known[path]
+        else:
+            missing.append(i)
+    if not missing:
         return out
-    loader: DataLoader[torch.Tensor] = DataLoader(_Decode(files, spec), batch_size=64, num_workers=workers)
+    todo = [files[i] for i in missing]
+    loader: DataLoader[torch.Tensor] = DataLoader(
+        _Decode(todo, spec), batch_size=64, num_workers=workers if len(todo) >= 64 else 0
+    )
     start = 0
     for batch in loader:
-        out[start : start + len(batch)] = batch
+        out[missing[start : start + len(batch)]] = batch
         start += len(batch)
     return out
 
 
-def cached_images(files: Sequence[str], spec: InputSpec, mode: str, workers: int) -> torch.Tensor:
+def cached_images(
+    files: Sequence[str],
+    spec: InputSpec,
+    mode: str,
+    workers: int,
+    decoded: Mapping[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """The decoded images of `files`: from the disk cache when it has them, else decoded
-    (and, for `disk`, saved there atomically; a cache that cannot be written only costs time)."""
+    (and, for `disk`, saved there atomically; a cache that cannot be written only costs time).
+    `decoded` holds images the image check has already decoded."""
     if mode != "disk":
-        return decode_all(files, spec, workers)
+        return decode_all(files, spec, workers, decoded)
     path = cache_root() / "images" / f"{key(files, spec)}.pt"
     if path.is_file():
         try:
@@ -113,7 +133,7 @@ def cached_images(files: Sequence[str], spec: InputSpec, mode: str, workers: int
                 return images
         except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt
             pass
-    images = decode_all(files, spec, workers)
+    images = decode_all(files, spec, workers, decoded)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

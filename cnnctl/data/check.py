@@ -8,7 +8,10 @@ Policy (docs/reliability.md):
 - the user's files are only ever opened for reading.
 
 Results are cached per file by (path, size, mtime) under the user's cache folder, so a
-second check of an unchanged folder reads no image.
+second check of an unchanged folder reads no image. When training will cache the decoded
+images anyway (`data.cache`), the check decodes each file straight to the model's input and
+hands the tensors on, so a cold folder is decoded once, not twice; the files are spread over
+DataLoader worker processes.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from PIL import Image
 
 from cnnctl.cachedir import cache_root, write_json
+from cnnctl.data.transforms import InputSpec, load_for_model
 
 CACHE_VERSION = 1
 
@@ -34,6 +39,7 @@ class CheckReport:
     good: list[str] = field(default_factory=list)
     bad: list[tuple[str, str]] = field(default_factory=list)
     cached: int = 0
+    decoded: dict[str, Any] = field(default_factory=dict)  # path → uint8 tensor, when asked to decode
 
     def summary(self, limit: int = 10) -> str:
         if not self.bad:
@@ -47,20 +53,76 @@ class CheckReport:
 
 def verify_image(path: str) -> str:
     """'' when the file decodes fully, else the reason it cannot be used."""
+    return inspect_image(path)[0]
+
+
+def inspect_image(path: str, spec: InputSpec | None = None) -> tuple[str, Any]:
+    """(reason, image): reason is '' when the file decodes fully; with `spec`, image is the
+    file decoded to that input (`load_for_model`), else None."""
+
+    def full_decode() -> None:
+        with Image.open(path) as img:
+            img.load()  # a full decode: verify() alone misses truncated pixel data
+
+    decode: Callable[[], Any] = full_decode if spec is None else lambda: load_for_model(path, spec)
     try:
         if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
+            return "empty file (0 bytes)", None
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()  # a full decode: verify() alone misses truncated pixel data
-        return ""
+            return "", decode()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        return f"too large ({str(err).split('(')[0].strip() or 'decompression bomb guard'})"
+        return f"too large ({str(err).split('(')[0].strip() or 'decompression bomb guard'})", None
     except Exception as err:  # noqa: BLE001 - any decoder failure is a reason, not a crash
         lines = str(err).splitlines()
         text = (lines[0] if lines else "").replace(f"'{path}'", "").replace(path, "").strip(" :")
-        return f"{err.__class__.__name__}: {text}" if text else err.__class__.__name__
+        return (f"{err.__class__.__name__}: {text}" if text else err.__class__.__name__), None
+
+
+class _Inspect:
+    """Map-style dataset for the worker processes: index → (reason, image or None)."""
+
+    def __init__(self, files: Sequence[str], spec: InputSpec | None):
+        self.files, self.spec = files, spec
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[str, Any]:
+        return inspect_image(self.files[i], self.spec)
+
+
+def _inspect_all(files: Sequence[str], spec: InputSpec | None, workers: int) -> list[tuple[str, Any]]:
+    if workers <= 0 or len(files) < 64:
+        return [inspect_image(path, spec) for path in files]
+    from torch.utils.data import DataLoader
+
+    loader: DataLoader[Any] = DataLoader(
+        _Inspect(files, spec),  # type: ignore[arg-type]
+        batch_size=64,
+        num_workers=workers,
+        collate_fn=_collate,
+    )
+    results: list[tuple[str, Any]] = []
+    for reasons, images in loader:
+        results += [
+            (reason, None if images is None or reason else images[i]) for i, reason in enumerate(reasons)
+        ]
+    return results
+
+
+def _collate(items: list[tuple[str, Any]]) -> tuple[list[str], Any]:
+    """In the worker: one stacked tensor per batch (zeros where a file failed), so the batch
+    crosses to the main process as one shared-memory block, not one per image."""
+    reasons = [reason for reason, _ in items]
+    images = [image for _, image in items]
+    if all(image is None for image in images):
+        return reasons, None
+    import torch
+
+    shape = next(image for image in images if image is not None).shape
+    blank = torch.zeros(shape, dtype=torch.uint8)
+    return reasons, torch.stack([blank if image is None else image for image in images])
 
 
 def _key(path: str) -> str | None:
@@ -71,8 +133,12 @@ def _key(path: str) -> str | None:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def check_files(files: Sequence[str], use_cache: bool = True) -> CheckReport:
-    """Decode every file once (or reuse the cached verdict of an unchanged file)."""
+def check_files(
+    files: Sequence[str], use_cache: bool = True, decode: InputSpec | None = None, workers: int = 0
+) -> CheckReport:
+    """Decode every file once (or reuse the cached verdict of an unchanged file), in `workers`
+    processes. With `decode`, the files decoded now come back in `report.decoded`, prepared
+    for that input spec; files with a cached verdict are not read."""
     cache_file = (
         cache_root() / "checks" / f"{hashlib.sha256(chr(0).join(files).encode()).hexdigest()[:20]}.json"
     )
@@ -84,16 +150,26 @@ def check_files(files: Sequence[str], use_cache: bool = True) -> CheckReport:
                 cached = data["files"]
         except (OSError, ValueError, KeyError):
             cached = {}
+    keys = {path: _key(path) for path in files}
+    fresh = [
+        path
+        for path, key in keys.items()
+        if key is not None and (cached.get(path) is None or cached[path][0] != key)
+    ]
+    inspected = dict(zip(fresh, _inspect_all(fresh, decode, workers), strict=True))
     report = CheckReport()
     verdicts: dict[str, list[str]] = {}
     for path in files:
-        key = _key(path)
-        hit = cached.get(path)
-        if hit is not None and key is not None and hit[0] == key:
-            reason = hit[1]
-            report.cached += 1
+        key = keys[path]
+        if key is None:
+            reason = "file disappeared"
+        elif path in inspected:
+            reason, image = inspected[path]
+            if image is not None and decode is not None:
+                report.decoded[path] = image
         else:
-            reason = verify_image(path) if key is not None else "file disappeared"
+            reason = cached[path][1]
+            report.cached += 1
         verdicts[path] = [key or "", reason]
         if reason:
             report.bad.append((path, reason))
