@@ -98,7 +98,8 @@ def test_disk_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pytes
     one = next(root.rglob("*.png"))
     os.utime(one, ns=(one.stat().st_atime_ns, one.stat().st_mtime_ns + 10**9))  # a changed file
     changed = build_splits(DataConfig.model_validate(cfg), 0)
-    assert len(decoded) == 20 and decoded[10:].count(str(one)) == 1  # the check re-reads it, the cache the rest
+    # the check re-reads the changed file, the cache decodes the other nine
+    assert len(decoded) == 20 and decoded[10:].count(str(one)) == 1
     assert torch.equal(changed.train.images, first.train.images)
     build_splits(DataConfig.model_validate({**cfg, "image_size": 10}), 0)  # other decode settings
     assert len(decoded) == 30
