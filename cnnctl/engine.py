@@ -156,6 +156,7 @@ class Stepper:
         self.skipped = 0
         total, k = len(batches), self.accumulate
         pending = False  # gradients accumulated since the last optimizer step
+        unchecked: list[tuple[int, torch.Tensor]] = []  # losses not yet checked for finiteness
         for index, (x_cpu, y_cpu) in enumerate(batches, start=1):
             self.position = (epoch, index)
             self._poll_stop()
@@ -171,7 +172,7 @@ class Stepper:
             with self._sync(last):
                 outputs = self.forward(x)
                 loss = self.loss_fn(outputs.float(), targets)
-                finite = bool(torch.isfinite(loss))
+                finite = self._finite_now(loss, index, unchecked)
                 if finite:
                     self.scaler.scale(loss / group).backward()
                     pending = True
@@ -188,6 +189,8 @@ class Stepper:
             loss_sum += loss.detach() * n
             correct += (predicted_labels(outputs.detach(), self.kind) == y).sum()
             shown = float(loss.detach()) if self.device.type == "cpu" or index % 20 == 0 else None
+            if unchecked and (index % 20 == 0 or index == total):
+                self._check_losses(unchecked, epoch)
             progress.batch(n, shown)
         if self.skipped and not seen:
             raise RunFailed(
@@ -201,6 +204,30 @@ class Stepper:
             self.dist.all_reduce_(totals)
             loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
+
+    @property
+    def check_every_batch(self) -> bool:
+        """Is each loss checked for NaN/inf as soon as it is computed? On the CPU that is free;
+        on a GPU it waits for the batch to finish (a sync per batch), so with nan_policy stop
+        the losses are checked together every 20 batches and at the end of the epoch: the
+        run still stops with the first bad batch named, before any checkpoint is written
+        (skip_batch has to know before the backward pass, so it checks every batch)."""
+        return self.device.type == "cpu" or self.nan_policy == "skip_batch"
+
+    def _finite_now(self, loss: torch.Tensor, index: int, unchecked: list[tuple[int, torch.Tensor]]) -> bool:
+        """Is the loss finite, as far as is known now? Deferred losses join `unchecked`."""
+        if self.check_every_batch:
+            return bool(torch.isfinite(loss))
+        unchecked.append((index, loss.detach()))
+        return True
+
+    def _check_losses(self, unchecked: list[tuple[int, torch.Tensor]], epoch: int) -> None:
+        finite = torch.isfinite(torch.stack([loss for _, loss in unchecked])).tolist()
+        bad = next((i for i, ok in enumerate(finite) if not ok), None)
+        if bad is not None:
+            index, loss = unchecked[bad]
+            self._non_finite(loss, epoch, index)
+        unchecked.clear()
 
     def _non_finite(self, loss: torch.Tensor, epoch: int, index: int) -> None:
         """train.nan_policy: stop (raise) or skip_batch (count it; the batch added no gradient)."""

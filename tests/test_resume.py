@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from cnnctl import workflows
+from cnnctl import engine, workflows
 from cnnctl.config import load_config
 from tests.conftest import TINY, invoke, merge
 
@@ -186,6 +186,33 @@ def test_nan_policy_skip_batch_skips_and_reports(write_config, monkeypatch: pyte
     stop = load_config(write_config({"train": {"nan_policy": "stop"}}, name="stop"))
     with pytest.raises(workflows.RunFailed, match="non-finite training loss .* at epoch 1, batch 3"):
         workflows.train(stop, "stop")
+
+
+def test_deferred_loss_check_names_the_first_bad_batch(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU, nan_policy stop checks the losses every 20 batches instead of syncing per batch:
+    the run still stops in the epoch of the bad batch, names it, and writes no checkpoint."""
+    original = workflows.train_loss_fn
+    calls = {"n": 0}
+
+    def fourth_is_nan(*args: Any) -> Any:
+        loss_fn = original(*args)
+
+        def wrapped(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            calls["n"] += 1
+            loss = loss_fn(outputs, labels)
+            return loss * float("inf") if calls["n"] == 4 else loss
+
+        return wrapped
+
+    monkeypatch.setattr(workflows, "train_loss_fn", fourth_is_nan)
+    monkeypatch.setattr(engine.Stepper, "check_every_batch", property(lambda self: False))
+    cfg = load_config(
+        write_config({"train": {"nan_policy": "stop"}, "data": {"batch_size": 2}}, name="deferred")
+    )
+    with pytest.raises(workflows.RunFailed, match="non-finite training loss .* at epoch 1, batch 4"):
+        workflows.train(cfg, "deferred")
+    assert calls["n"] == 9  # the epoch's other batches ran before the check at its end caught it
+    assert not list(Path(cfg.output.dir).rglob("*.pt"))
 
 
 def test_non_finite_weights_are_never_saved(runner, write_config, monkeypatch: pytest.MonkeyPatch) -> None:
