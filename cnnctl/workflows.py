@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -1052,13 +1053,19 @@ def predict(
     files = collect_images(paths)
     k = max(1, min(topk, len(model.classes)))
     dataset = _PredictFiles(files, model.input)
-    tuner = None
+    tuner: stream.ThreadTuner | None = None
+    prefetch: stream.Prefetch[Any] | None = None
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]]
     if workers is None and model.device == "cpu":
         if model.torch_threads:
             tuner = stream.ThreadTuner(stream.inference_threads())
-        batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]] = stream.prefetch(
-            functools.partial(_collate, dataset, range(start, min(start + batch_size, len(files))))
-            for start in range(0, len(files), batch_size)
+        batch_bytes = batch_size * math.prod(model.input.shape)  # uint8
+        batches = prefetch = stream.Prefetch(
+            (
+                functools.partial(_collate, dataset, range(start, min(start + batch_size, len(files))))
+                for start in range(0, len(files), batch_size)
+            ),
+            ahead=max(2, min(64, PREFETCH_BYTES // batch_bytes)),
         )
     else:
         batches = DataLoader(
@@ -1068,10 +1075,15 @@ def predict(
             pin_memory=model.device == "cuda",
         )
     try:
-        yield from _label(batches, files, model, k, tuner)
+        yield from _label(batches, files, model, k, tuner, prefetch)
     finally:
+        if prefetch is not None:
+            prefetch.close()
         if tuner is not None:
             tuner.close()
+
+
+PREFETCH_BYTES = 8 * 2**20  # decoded batches predict may hold ahead of the model (flat in the folder size)
 
 
 def _collate(dataset: _PredictFiles, indices: range) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -1085,11 +1097,12 @@ def _label(
     model: Scorer,
     k: int,
     tuner: stream.ThreadTuner | None,
+    prefetch: stream.Prefetch[Any] | None,
 ) -> Iterator[Prediction]:
     done = 0
     for images, indices, errors in batches:
         if tuner is not None:
-            tuner.tick(done)
+            tuner.tick(done, prefetch is not None and prefetch.idle())
         done = len(indices)
         probs = model.score(images)
         top_p, top_i = probs.topk(k, dim=1)

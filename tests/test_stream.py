@@ -22,7 +22,7 @@ def test_prefetch_keeps_order_and_bounds_what_it_holds() -> None:
         return i * i
 
     out = []
-    for value in stream.prefetch((lambda i=i: job(i)) for i in range(20)):
+    for value in stream.Prefetch((lambda i=i: job(i)) for i in range(20)):
         # the consumer is at result len(out); nothing more than `ahead` (2) jobs past it has started
         assert max(started) <= len(out) + 2
         out.append(value)
@@ -33,7 +33,7 @@ def test_prefetch_raises_a_jobs_error_where_its_result_is_taken() -> None:
     def bad() -> int:
         raise ValueError("boom")
 
-    results = stream.prefetch([lambda: 1, bad, lambda: 3])
+    results = stream.Prefetch([lambda: 1, bad, lambda: 3])
     assert next(results) == 1
     with pytest.raises(ValueError, match="boom"):
         next(results)
@@ -41,7 +41,7 @@ def test_prefetch_raises_a_jobs_error_where_its_result_is_taken() -> None:
 
 def test_prefetch_stopped_early_runs_no_more_jobs() -> None:
     ran: list[int] = []
-    results = stream.prefetch((lambda i=i: ran.append(i)) for i in range(100))
+    results = stream.Prefetch((lambda i=i: ran.append(i)) for i in range(100))
     next(results)
     results.close()
     assert len(ran) <= 4
@@ -71,9 +71,35 @@ def test_tuner_keeps_the_faster_thread_count_and_restores_the_original() -> None
     tuner = stream.ThreadTuner([2, 1], probe=3, clock=clock)
     run_batches(tuner, clock, {2: 0.010, 1: 0.008}, 12)
     assert tuner.chosen == 1 and torch.get_num_threads() == 1
-    assert len(tuner.timings[2]) == 3 and len(tuner.timings[1]) == 3  # settling batches not counted
+    assert len(tuner.timings[2]) == 3 and len(tuner.timings[1]) == 3
     tuner.close()
     assert torch.get_num_threads() == before
+
+
+def test_tuner_gives_the_network_every_core_while_the_decoder_is_idle() -> None:
+    before = torch.get_num_threads()
+    clock = FakeClock()
+    tuner = stream.ThreadTuner([2, 1], probe=1, clock=clock)
+    run_batches(tuner, clock, {2: 0.010, 1: 0.008}, 5)
+    assert tuner.chosen == 1
+    tuner.tick(10, decoder_idle=True)
+    assert torch.get_num_threads() == 2
+    tuner.tick(10, decoder_idle=False)
+    assert torch.get_num_threads() == 1
+    tuner.close()
+    assert torch.get_num_threads() == before
+
+
+def test_prefetch_says_when_its_thread_is_idle() -> None:
+    gate = threading.Event()
+    results = stream.Prefetch([lambda: 0, gate.wait, lambda: 2], ahead=2)
+    assert next(results) == 0
+    assert not results.idle()  # the second job waits on the gate
+    gate.set()
+    assert next(results) is True
+    next(results)
+    assert results.idle()
+    results.close()
 
 
 def test_tuner_drops_a_clearly_slower_candidate_after_one_batch() -> None:
