@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,21 +161,30 @@ def test_resume_rewrites_a_best_pt_the_crash_left_behind(runner, write_config) -
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_nan_policy_skip_batch_skips_and_reports(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+def poison_losses(
+    monkeypatch: pytest.MonkeyPatch, bad: Callable[[int], bool], value: float
+) -> dict[str, int]:
+    """Make training loss number n (counted from 1 over the run) `loss * value` where bad(n);
+    returns the live call counter."""
     original = workflows.train_loss_fn
     calls = {"n": 0}
 
-    def every_third_is_nan(*args: Any) -> Any:
+    def poisoned(*args: Any) -> Any:
         loss_fn = original(*args)
 
         def wrapped(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             calls["n"] += 1
             loss = loss_fn(outputs, labels)
-            return loss * float("nan") if calls["n"] % 3 == 0 else loss
+            return loss * value if bad(calls["n"]) else loss
 
         return wrapped
 
-    monkeypatch.setattr(workflows, "train_loss_fn", every_third_is_nan)
+    monkeypatch.setattr(workflows, "train_loss_fn", poisoned)
+    return calls
+
+
+def test_nan_policy_skip_batch_skips_and_reports(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = poison_losses(monkeypatch, lambda n: n % 3 == 0, float("nan"))
     lines: list[str] = []
     cfg = load_config(write_config({"train": {"nan_policy": "skip_batch"}}))
     outcome = workflows.train(cfg, "skip", log=lines.append)
@@ -191,20 +201,7 @@ def test_nan_policy_skip_batch_skips_and_reports(write_config, monkeypatch: pyte
 def test_deferred_loss_check_names_the_first_bad_batch(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a GPU, nan_policy stop checks the losses every 20 batches instead of syncing per batch:
     the run still stops in the epoch of the bad batch, names it, and writes no checkpoint."""
-    original = workflows.train_loss_fn
-    calls = {"n": 0}
-
-    def fourth_is_nan(*args: Any) -> Any:
-        loss_fn = original(*args)
-
-        def wrapped(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            calls["n"] += 1
-            loss = loss_fn(outputs, labels)
-            return loss * float("inf") if calls["n"] == 4 else loss
-
-        return wrapped
-
-    monkeypatch.setattr(workflows, "train_loss_fn", fourth_is_nan)
+    calls = poison_losses(monkeypatch, lambda n: n == 4, float("inf"))
     monkeypatch.setattr(engine.Stepper, "check_every_batch", property(lambda self: False))
     cfg = load_config(
         write_config({"train": {"nan_policy": "stop"}, "data": {"batch_size": 2}}, name="deferred")
