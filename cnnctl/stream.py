@@ -28,7 +28,7 @@ T = TypeVar("T")
 class Prefetch(Iterator[T]):
     """The jobs' results in order, computed in a background thread ahead of the consumer.
 
-    At most `ahead` jobs are queued (the memory bound). The thread works in stretches: once
+    At most `ahead` + 1 jobs are queued or held (the memory bound). The thread works in stretches: once
     the queue is full and every queued job is done it rests (`idle()` is true, its core is
     free for the consumer) until fewer than `low` results are left, then fills the queue
     again. An exception in a job is raised where its result is taken. `close()` (or running
