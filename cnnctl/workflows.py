@@ -1048,6 +1048,8 @@ def predict(
     `checkpoint_path` is a checkpoint, a run dir, or an exported `.onnx` model with its sidecar.
     On the CPU, files are decoded in a background thread while the model runs (see
     `cnnctl.stream`); on a GPU, or with `workers` given, by DataLoader worker processes.
+    A torch model on the CPU changes torch's (process-wide) intra-op thread count while the
+    iterator runs; the count from before is put back when it ends or is closed.
     """
     model = load_scorer(checkpoint_path, device)
     files = collect_images(paths)
