@@ -48,14 +48,6 @@ class Result:
         return statistics.median(self.plain) / statistics.median(self.cnnctl)
 
 
-def alternate(
-    repeats: int, plain: Callable[[], float], ours: Callable[[], float]
-) -> tuple[list[float], list[float]]:
-    """Run plain, cnnctl, cnnctl, plain, ... and collect the seconds each reports."""
-    a, b = rotate(repeats, plain, ours)
-    return a, b
-
-
 def rotate(repeats: int, *runs: Callable[[], float]) -> list[list[float]]:
     """Run each of `runs` once per repeat, the starting one moving along, so that a slow
     stretch of the machine does not always fall on the same contender."""
@@ -311,7 +303,7 @@ def case3(quick: bool, repeats: int) -> Result:
         accuracy["cnnctl"].append(outcome.state.history[-1]["val_acc"])
         return time.perf_counter() - start
 
-    a, b = alternate(repeats, plain, ours)
+    a, b = rotate(repeats, plain, ours)
     files = 4 * (per_class + per_class // 2)
     return Result(
         f"3. densenet121 frozen (random init, offline), {files} PNG at {size}px x {epochs} epochs",
@@ -449,7 +441,7 @@ def case5(quick: bool, repeats: int) -> list[Result]:
         ("config validate", [*cli, "config", "validate", str(config)]),
         ("models", [*cli, "models"]),
     ):
-        a, b = alternate(repeats, lambda: timed(bare), lambda args=args: timed(args))
+        a, b = rotate(repeats, lambda: timed(bare), lambda args=args: timed(args))
         results.append(
             Result(f"5. start-up: cnnctl {label} (plain = bare `python -c pass`)", a, b, "target < 0.5 s")
         )

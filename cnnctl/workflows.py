@@ -1057,10 +1057,9 @@ def predict(
     dataset = _PredictFiles(files, model.input)
     tuner: stream.ThreadTuner | None = None
     prefetch: stream.Prefetch[Any] | None = None
+    tick: Callable[[int], None] | None = None
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]]
     if workers is None and model.device == "cpu":
-        if model.torch_threads:
-            tuner = stream.ThreadTuner(stream.inference_threads())
         batch_bytes = batch_size * math.prod(model.input.shape)  # uint8
         batches = prefetch = stream.Prefetch(
             (
@@ -1069,20 +1068,26 @@ def predict(
             ),
             ahead=max(2, min(64, PREFETCH_BYTES // batch_bytes)),
         )
+        if model.torch_threads:
+            tuner = stream.ThreadTuner(stream.inference_threads())
+            tick = functools.partial(_tick, tuner, prefetch)
     else:
+        if workers is None:
+            workers = default_workers() if len(files) > batch_size else 0
         batches = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            num_workers=default_workers() if workers is None else workers,
-            pin_memory=model.device == "cuda",
+            dataset, batch_size=batch_size, num_workers=workers, pin_memory=model.device == "cuda"
         )
     try:
-        yield from _label(batches, files, model, k, tuner, prefetch)
+        yield from _label(batches, files, model, k, tick)
     finally:
         if prefetch is not None:
             prefetch.close()
         if tuner is not None:
             tuner.close()
+
+
+def _tick(tuner: stream.ThreadTuner, prefetch: stream.Prefetch[Any], images: int) -> None:
+    tuner.tick(images, prefetch.idle())
 
 
 PREFETCH_BYTES = 8 * 2**20  # decoded batches predict may hold ahead of the model (flat in the folder size)
@@ -1098,13 +1103,13 @@ def _label(
     files: list[Path],
     model: Scorer,
     k: int,
-    tuner: stream.ThreadTuner | None,
-    prefetch: stream.Prefetch[Any] | None,
+    tick: Callable[[int], None] | None,
 ) -> Iterator[Prediction]:
+    """Predictions for each batch; `tick(images of the batch just done)` before each one."""
     done = 0
     for images, indices, errors in batches:
-        if tuner is not None:
-            tuner.tick(done, prefetch is not None and prefetch.idle())
+        if tick is not None:
+            tick(done)
         done = len(indices)
         probs = model.score(images)
         top_p, top_i = probs.topk(k, dim=1)
