@@ -18,8 +18,7 @@ A checkpoint is a plain dict of tensors and plain data, loadable with
 
 from __future__ import annotations
 
-import contextlib
-import os
+import math
 import pickle
 import platform
 import zipfile
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 from cnnctl import __version__
-from cnnctl.errors import CheckpointError, RunFailed
+from cnnctl.errors import CheckpointError, OutputError, RunFailed
 
 FORMAT = "cnnctl-checkpoint"
 FORMAT_VERSION = 1
@@ -51,40 +50,19 @@ def versions() -> dict[str, str]:
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
     """Write `payload` to `path` so that a crash at any moment leaves the old file intact.
 
-    The bytes go to a temporary file in the same directory (a rename across file
-    systems is not atomic), are flushed and fsynced, then `os.replace`d over the target;
-    the directory is fsynced so the rename itself survives a power cut.
+    Through `cnnctl.atomic` (temp file beside it, fsynced, renamed, folder fsynced); a full
+    disk (torch's zip writer says so as a RuntimeError), a read-only folder or a bad name is
+    one `RunFailed` line and no temp file is left.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from cnnctl.atomic import write_with
+
     try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise RunFailed(
-            f"{path}: cannot write checkpoint ({err.strerror or err}); free disk space or fix "
-            "permissions; earlier checkpoints are intact"
-        ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        write_with(Path(path), lambda handle: torch.save(payload, handle), "checkpoint", CHECKPOINT_HINT)
+    except OutputError as err:
+        raise RunFailed(str(err)) from None
 
 
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+CHECKPOINT_HINT = "free disk space or fix permissions; earlier checkpoints are intact"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -122,7 +100,72 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    problem = metadata_problem(data)
+    if problem:
+        raise CheckpointError(f"{path}: not a usable checkpoint: {problem}")
     return data
+
+
+OUTPUT_KINDS = ("logits", "log_probs", "binary_logit")
+MAX_SIDE = 8192  # pixels: an input side beyond this is not an image classifier's
+MAX_CLASSES = 1_000_000
+
+
+def metadata_problem(data: dict[str, Any]) -> str | None:
+    """Why a loadable checkpoint's metadata cannot be trusted (crafted or damaged), or None.
+
+    Checks what evaluate/predict/export rely on: the class names, the input spec, the output
+    kind and count, and that every weight is a finite tensor."""
+    classes = data["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "'classes' must be a non-empty list of names"
+    if len(classes) > MAX_CLASSES or len(set(classes)) != len(classes):
+        return "'classes' holds repeated names (or absurdly many)"
+    problem = _input_problem(data["input"])
+    if problem:
+        return problem
+    kind, spec = data["output_kind"], data["model_spec"]
+    if kind not in OUTPUT_KINDS:
+        return f"'output_kind' {kind!r} is not one of {', '.join(OUTPUT_KINDS)}"
+    outputs = spec.get("num_outputs") if isinstance(spec, dict) else None
+    wanted = 1 if kind == "binary_logit" else len(classes)
+    if outputs != wanted:
+        return f"the model has {outputs!r} outputs for {len(classes)} classes ({kind})"
+    return _weights_problem(data["model"])
+
+
+def _input_problem(spec: Any) -> str | None:
+    if not isinstance(spec, dict):
+        return "'input' must be a mapping"
+    channels, size = spec.get("channels"), spec.get("size")
+    if not isinstance(channels, int) or not 1 <= channels <= 4:
+        return f"'input.channels' {channels!r} must be 1 to 4"
+    sides = size if isinstance(size, list | tuple) else []
+    if len(sides) != 2 or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in sides):
+        return f"'input.size' {size!r} must be [height, width], 1 to {MAX_SIDE} pixels each"
+    resize = spec.get("resize")
+    if resize is not None and not (isinstance(resize, int) and 1 <= resize <= MAX_SIDE):
+        return f"'input.resize' {resize!r} must be null or 1 to {MAX_SIDE}"
+    for key in ("mean", "std"):
+        values = spec.get(key)
+        if (
+            not isinstance(values, list | tuple)
+            or len(values) != channels
+            or not all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+        ):
+            return f"'input.{key}' must be {channels} finite numbers"
+        if key == "std" and not all(v > 0 for v in values):
+            return "'input.std' must be positive"
+    return None
+
+
+def _weights_problem(state: Any) -> str | None:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return "'model' must be a state_dict of tensors"
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        return f"its weights are not finite (NaN or inf in {', '.join(bad[:3])}); it cannot score images"
+    return None
 
 
 def plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

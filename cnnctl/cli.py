@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cnnctl.errors import CnnctlError
+from cnnctl.errors import CnnctlError, one_line
 
 app = typer.Typer(
     name="cnnctl",
@@ -47,6 +47,10 @@ DeviceOption = Annotated[
     str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (overrides the config).")
 ]
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", help="Replace the output file if it exists (never an input or a checkpoint)."),
+]
 CheckpointArg = Annotated[
     Path, typer.Argument(help="A checkpoint (.pt) or a run directory (uses its best.pt).", show_default=False)
 ]
@@ -57,11 +61,22 @@ def _guard(action: Callable[[], T]) -> T:
     try:
         return action()
     except CnnctlError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {_printable(one_line(err))}", err=True)
         raise typer.Exit(err.exit_code) from None
+    except OSError as err:  # a path the user gave that no check above foresaw: still one line
+        where = f"{_printable(str(err.filename))}: " if err.filename else ""
+        typer.echo(f"error: {where}{err.strerror or err}", err=True)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
+
+
+def _printable(text: str) -> str:
+    """`text` safe for a terminal: names with non-UTF-8 bytes (surrogate escapes) or control
+    characters are shown escaped, never sent raw."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _console(stderr: bool = False) -> Any:
@@ -77,10 +92,20 @@ def _emit_json(target: Path | None, data: Any) -> bool:
     if str(target) == "-":
         typer.echo(json.dumps(data, indent=2))
         return True
-    from cnnctl.report import write_json
+    from cnnctl.atomic import write_json
 
     write_json(target, data)
     return False
+
+
+def _claim(path: Path | None, force: bool, inputs: list[Path], option: str) -> None:
+    """Before any work: may the command write `path` (not an input, not a checkpoint, an
+    existing file only with --force)? '-' (stdout) and no path are always fine."""
+    if path is None or str(path) == "-":
+        return
+    from cnnctl.outputs import claim_output
+
+    claim_output(path, force=force, inputs=inputs, option=option)
 
 
 def _load(config: Path, overrides: list[str] | None, extra: list[str] | None = None) -> Any:
@@ -109,8 +134,9 @@ def train(
         bool,
         typer.Option(
             "--force",
-            help="Replace an existing run of the same name; with --resume, accept a changed "
-            "train.epochs / patience / min_delta / grad_clip / nan_policy / deterministic.",
+            help="Replace an existing run of the same name (a cnnctl run holding only cnnctl's files) "
+            "and an existing --json file; with --resume, accept a changed train.epochs / patience / "
+            "min_delta / grad_clip / nan_policy / deterministic, and data that changed since the run began.",
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch output.")] = False,
@@ -144,6 +170,7 @@ def train(
         raise typer.Exit(_torchrun(nproc, args))
 
     def body() -> None:
+        _claim(json_out, force, [p for p in (config, resume) if p is not None], "--json")
         extra = [f"device={device}"] if device else []
         extra += [f"output.name={name}"] if name else []
         from cnnctl import workflows
@@ -202,18 +229,24 @@ def evaluate(
         ),
     ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Draw no plots.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Loss, accuracy, top-k, per-class metrics and the confusion matrix of a checkpoint."""
 
     def body() -> None:
         from cnnctl import workflows
+        from cnnctl.outputs import claim_plots
         from cnnctl.report import eval_tables
 
+        inputs = [checkpoint, checkpoint / "best.pt", *([data] if data else [])]
+        _claim(json_out, force, inputs, "--json")
         folder = (
             None
             if no_plots
             else plots or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "plots"
         )
+        if folder is not None:
+            claim_plots(folder, [f"eval_{split.value}_confusion.png", f"eval_{split.value}_wrong.png"], force)
         result, what = workflows.evaluate(
             checkpoint, data, split.value, top_k, batch_size, device or "auto", plots_dir=folder
         )
@@ -247,6 +280,7 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
     show: Annotated[int, typer.Option(min=0, help="Rows to show in the table.")] = 20,
     device: DeviceOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Label every image: path, label, probability (and top-k), with unreadable files listed.
 
@@ -259,6 +293,7 @@ def predict(
 
         if out is not None and out.suffix.lower() not in (".csv", ".json"):
             raise _usage(f"--out {out}: use a .csv or .json file name")
+        _claim(out, force, [checkpoint, *paths], "--out")
         rows = workflows.predict(checkpoint, paths, top_k, batch_size, device or "auto")
         shown: list[dict[str, Any]] = []
         total = failed = 0
@@ -297,6 +332,7 @@ def export(
     ] = 1e-4,
     opset: Annotated[int, typer.Option(min=18, help="ONNX opset version.")] = 18,
     json_: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Export a checkpoint to ONNX, TorchScript or a plain state_dict, verified before it is kept.
 
@@ -310,7 +346,13 @@ def export(
         from cnnctl.export import export_checkpoint
 
         report = export_checkpoint(
-            checkpoint, format_, out, dynamic_batch=dynamic_batch, tolerance=tolerance, opset=opset
+            checkpoint,
+            format_,
+            out,
+            dynamic_batch=dynamic_batch,
+            tolerance=tolerance,
+            opset=opset,
+            force=force,
         )
         if json_:
             typer.echo(json.dumps({"checkpoint": str(checkpoint), **report.to_plain()}, indent=2))
@@ -474,6 +516,7 @@ def lr_find(
     json_: Annotated[
         bool, typer.Option("--json", help="Print {suggested_lr, lrs, losses, ...} as JSON instead.")
     ] = False,
+    force: ForceOption = False,
 ) -> None:
     """LR range test: train on CONFIG's data with the lr growing exponentially from --start to
     --end, one value per batch, and suggest an lr.
@@ -489,6 +532,8 @@ def lr_find(
         from cnnctl import lrfind
         from cnnctl.interrupt import StopSignals
 
+        if not no_plot:
+            _claim(plot, force, [config], "--plot")
         cfg = _load(config, set_, [f"device={device}"] if device else [])
         with StopSignals() as signals:
             result = lrfind.find_lr(cfg, start, end, steps, signals=signals)

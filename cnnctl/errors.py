@@ -43,3 +43,21 @@ class Interrupted(CnnctlError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class OutputError(CnnctlError):
+    """A file cnnctl writes cannot be written (disk full, read-only, permission, bad name)."""
+
+    exit_code = 1
+
+
+def one_line(err: CnnctlError) -> str:
+    """The line to show for `err`. A DataLoader worker re-raises an error as the same type
+    with the worker's whole traceback as its message ("Caught DataError in DataLoader worker
+    process 0. Original Traceback ..."): the line is the original message at its end."""
+    text = str(err)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        marker = f"{type(err).__module__}.{type(err).__qualname__}: "
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(marker, 1)[1] if marker in last else last
+    return text.splitlines()[0] if text else type(err).__name__

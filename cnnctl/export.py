@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from cnnctl import __version__
+from cnnctl.atomic import atomic_path, describe
 from cnnctl.data.transforms import InputSpec, Normalizer
 from cnnctl.errors import CheckpointError, ConfigError, RunFailed
 from cnnctl.models import ModelSpec
@@ -114,8 +115,13 @@ def export_checkpoint(
     dynamic_batch: bool = False,
     tolerance: float = 1e-4,
     opset: int = OPSET,
+    force: bool = False,
 ) -> ExportReport:
-    """`cnnctl export`: rebuild a checkpoint (or a run dir's best.pt) on the CPU and export it."""
+    """`cnnctl export`: rebuild a checkpoint (or a run dir's best.pt) on the CPU and export it.
+
+    The model file and its sidecar never replace the checkpoint, a run's files or an existing
+    file (that one only with `force`)."""
+    from cnnctl.outputs import claim_output
     from cnnctl.workflows import load_model
 
     _check_format(fmt, opset)
@@ -126,6 +132,9 @@ def export_checkpoint(
         target = out / default_out(checkpoint, fmt).name
     if fmt == "onnx" and target.suffix.lower() != ".onnx":
         raise ConfigError(f"--out {target}: an ONNX model file must end in .onnx (predict knows it by that)")
+    source_file = Path(checkpoint) / "best.pt" if Path(checkpoint).is_dir() else Path(checkpoint)
+    for path in (target, sidecar_path(target)):
+        claim_output(path, force=force, inputs=[source_file], option="--out")
     loaded = load_model(checkpoint, "cpu", inference_layout=False)
     data = loaded.checkpoint
     source = {
@@ -195,12 +204,11 @@ def export_model(
     verified_with = "none"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunFailed(f"{out.parent}: cannot create the folder ({err.strerror or err})") from None
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    except (OSError, ValueError) as err:
+        raise RunFailed(f"{out.parent}: cannot create the folder ({describe(err)})") from None
     sidecar = sidecar_path(out)
-    sidecar_tmp = sidecar.with_name(f".{sidecar.name}.tmp-{os.getpid()}")
-    try:
+    # Both files appear only once verified, the model first; a failure leaves neither temp file.
+    with atomic_path(sidecar, "export sidecar") as sidecar_tmp, atomic_path(out, "export") as tmp:
         if fmt == "onnx":
             _export_onnx(model, sample, tmp, dynamic_batch, opset)
             diff, scale = _verify_onnx(model, tmp, spec, dynamic_batch, generator)
@@ -220,14 +228,6 @@ def export_model(
             )
         meta = _sidecar(out, fmt, classes, output_kind, spec, dynamic_batch, opset, diff, architecture)
         sidecar_tmp.write_text(json.dumps({**meta, **(extra or {})}, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, out)
-        os.replace(sidecar_tmp, sidecar)
-    except OSError as err:
-        raise RunFailed(f"{out}: cannot write the export ({err.strerror or err})") from None
-    finally:
-        for leftover in (tmp, sidecar_tmp):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
     return ExportReport(
         out,
         sidecar,

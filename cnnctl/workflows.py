@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnnctl import checkpoint as ckpt
 from cnnctl import features, stream
+from cnnctl.atomic import remove_stale_temps, write_json, write_text
 from cnnctl.config import TORCHVISION, RunConfig, dump_yaml, load_config, validate
 from cnnctl.data import (
     ArrayDataset,
@@ -48,14 +49,14 @@ from cnnctl.engine import (
     StopRequested,
     fit,
 )
-from cnnctl.errors import CheckpointError, ConfigError, DataError, Interrupted, RunFailed
+from cnnctl.errors import CheckpointError, CnnctlError, ConfigError, DataError, Interrupted, RunFailed
 from cnnctl.features import HeadOnly
 from cnnctl.interrupt import StopSignals
 from cnnctl.metrics import EvalResult
 from cnnctl.models import ModelSpec, build_model
 from cnnctl.optim import Schedule, batch_mixer, build_optimizer, num_outputs, output_kind, train_loss_fn
-from cnnctl.report import MetricsLog, TensorBoardLog, write_json
-from cnnctl.runs import create_run_dir
+from cnnctl.report import MetricsLog, TensorBoardLog
+from cnnctl.runs import check_name, create_run_dir, lock_run
 
 
 def seed_everything(seed: int) -> None:
@@ -131,6 +132,7 @@ class ResumePoint:
 
     run_dir: Path
     checkpoint: dict[str, Any]
+    force: bool = False  # --force: also continue on data that changed since the run started
 
     @property
     def epoch(self) -> int:
@@ -168,7 +170,7 @@ def prepare_resume(
     check_resumable(stored.to_plain(), cfg.to_plain(), force, str(config or last))
     if cfg.output != stored.output:  # the run continues where it is
         cfg = cfg.model_copy(update={"output": stored.output})
-    return cfg, ResumePoint(last.parent, data)
+    return cfg, ResumePoint(last.parent, data, force)
 
 
 def train(
@@ -213,11 +215,14 @@ class _Session:
     val_batches: Any
     loader_options: dict[str, Any]
     test_data: LabelledDataset | None  # the test split as the stepper takes it (features if cached)
+    run_id: str = ""  # the run dir's id, known once the run dir is claimed
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
             "format": ckpt.FORMAT,
             "format_version": ckpt.FORMAT_VERSION,
+            "run_id": self.run_id,
+            "data": data_fingerprint(self.splits),
             "model_spec": self.spec.to_plain(),
             "output_kind": self.kind,
             "classes": list(self.splits.classes),
@@ -250,6 +255,8 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
         cfg = resolve_config(cfg)  # a resumed run's config is resolved already
     splits = build_splits(cfg.data, cfg.seed)
     spec, kind = model_spec(cfg, splits)
+    if resume is not None:
+        check_same_data(resume, data_fingerprint(splits))
     if resume is not None and spec.to_plain() != resume.checkpoint["model_spec"]:
         raise ConfigError(
             f"{resume.run_dir}: the data now gives a different model ({spec.to_plain()} vs the run's "
@@ -459,21 +466,71 @@ def _train(
     signals: StopSignals,
     dist: Dist,
 ) -> TrainOutcome:
+    check_name(run_name)
     run = _build_session(cfg, resume, signals, dist)
-    cfg, splits = run.cfg, run.splits
+    with contextlib.ExitStack() as held:
+        return _train_in(run, run_name, force, progress, say, resume, signals, held)
+
+
+def _claim(
+    run: _Session, run_name: str, force: bool, resume: ResumePoint | None, held: contextlib.ExitStack
+) -> tuple[Path, str]:
+    """The run dir and run id this process writes: a new one (made, marked and locked by rank
+    0) or the resumed one (locked, its stale temp files removed, its id checked)."""
+    dist, cfg = run.dist, run.cfg
+    claimed: Any = None
+    if dist.main:
+        try:
+            claimed = _claim_here(cfg, run_name, force, resume, held)
+        except CnnctlError as err:
+            dist.broadcast(str(err))  # the other ranks stop too instead of waiting
+            raise
+    claimed = dist.broadcast(claimed)  # one run dir for all ranks
+    if isinstance(claimed, str):
+        raise RunFailed(f"rank 0 could not claim the run dir: {claimed}")
+    folder, ident = claimed
+    return Path(folder), ident
+
+
+def _claim_here(
+    cfg: RunConfig, run_name: str, force: bool, resume: ResumePoint | None, held: contextlib.ExitStack
+) -> tuple[str, str]:
+    if resume is None:
+        folder, ident, lock = create_run_dir(cfg.output.dir, run_name, force=force)
+        held.callback(lock.release)
+        return str(folder), ident
+    run_dir = resume.run_dir
+    held.callback(lock_run(run_dir.parent, run_dir.name).release)
+    remove_stale_temps(run_dir)
+    remove_stale_temps(run_dir / "plots")
+    return str(run_dir), own_run_id(resume, write=True)
+
+
+def _train_in(
+    run: _Session,
+    run_name: str,
+    force: bool,
+    progress: Progress,
+    say: Callable[[str], None],
+    resume: ResumePoint | None,
+    signals: StopSignals,
+    held: contextlib.ExitStack,
+) -> TrainOutcome:
+    cfg, splits, dist = run.cfg, run.splits, run.dist
     state = FitState()
     if cfg.logging.tensorboard:
         TensorBoardLog.require()
-    if resume is None:
-        made = create_run_dir(cfg.output.dir, run_name, force=force) if dist.main else None
-        run_dir = Path(dist.broadcast(str(made) if made else None))  # one run dir for all ranks
-    else:
-        run_dir = resume.run_dir
-        state = _restore(resume, run.model, run.stepper, write=dist.main)
-        _check_unfinished(run_dir, state, cfg)
+    run_dir, run.run_id = _claim(run, run_name, force, resume, held)
+    if resume is not None:
+        state = _restore(resume, run.model, run.stepper, run.run_id, write=dist.main)
+        if _finished(run_dir, state, cfg):  # killed after its last checkpoint: finish it
+            say(
+                f"resuming {run_dir}: its {state.epoch} epochs are done; testing best.pt and writing its summary"
+            )
+            return _finish(run, run_dir, state, say)
         say(f"resuming {run_dir} after epoch {state.epoch} (best so far: epoch {state.best_epoch})")
     if dist.main:
-        _write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+        write_text(run_dir / "config.yaml", dump_yaml(cfg), "config")
     say(
         f"run dir {run_dir} · device {run.device} · amp {run.precision.name} · "
         f"{len(splits.train)} train / {len(splits.val)} val / "
@@ -539,14 +596,30 @@ def _close(sinks: list[Any]) -> None:
         getattr(sink, "close", lambda: None)()
 
 
-def _check_unfinished(run_dir: Path, state: FitState, cfg: RunConfig) -> None:
+def _finished(run_dir: Path, state: FitState, cfg: RunConfig) -> bool:
+    """True when the run has no epoch left but its test/summary/plots were never written (it was
+    killed after its last checkpoint); a run that is done altogether is refused, in one line."""
     if state.stopped_early or state.epoch >= cfg.train.epochs:
+        if _summarised_epochs(run_dir) != state.epoch:
+            return True
         done = "stopped early" if state.stopped_early else f"finished its {state.epoch} epochs"
         patience = ", and a larger train.patience" if state.stopped_early else ""
         raise ConfigError(
             f"{run_dir}: the run {done}; to train on, resume with a larger train.epochs "
             f"(--set train.epochs=N --force{patience})"
         )
+    return False
+
+
+def _summarised_epochs(run_dir: Path) -> int | None:
+    """epochs_run in the run's summary.json (None without a readable one)."""
+    import json
+
+    try:
+        value = json.loads((run_dir / "summary.json").read_text(encoding="utf-8")).get("epochs_run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
 
 
 def _checkpointer(
@@ -604,7 +677,7 @@ def _finish(run: _Session, run_dir: Path, state: FitState, say: Callable[[str], 
     best_weights = None
     if state.best_epoch:  # rank 0 reads best.pt and hands its weights to the other ranks
         best_weights = dist.broadcast(
-            ckpt.load_checkpoint(run_dir / "best.pt")["model"] if dist.main else None
+            load_own_checkpoint(run_dir / "best.pt", run.run_id)["model"] if dist.main else None
         )
     test_result = val_result = None
     if best_weights is not None:
@@ -673,7 +746,9 @@ def _train_plots(
         logging.getLogger("cnnctl").warning(f"plots not drawn: {err.__class__.__name__}: {err}")
 
 
-def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper, write: bool = True) -> FitState:
+def _restore(
+    resume: ResumePoint, model: torch.nn.Module, stepper: Stepper, run_id: str, write: bool = True
+) -> FitState:
     """Put last.pt's model, optimizer, schedule and scaler state back; return the fit state.
 
     If the previous process died between writing last.pt and best.pt, best.pt is older
@@ -690,7 +765,7 @@ def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper, writ
         stepper.ema.load_state_dict(data["ema"])
     state = FitState(**data["train_state"])
     best = resume.run_dir / "best.pt"
-    best_epoch = ckpt.load_checkpoint(best)["epoch"] if best.is_file() else 0
+    best_epoch = load_own_checkpoint(best, run_id)["epoch"] if write and best.is_file() else state.best_epoch
     if write and state.best_epoch and best_epoch != state.best_epoch:
         if state.best_epoch != state.epoch:
             raise CheckpointError(
@@ -705,6 +780,76 @@ def _restore(resume: ResumePoint, model: torch.nn.Module, stepper: Stepper, writ
     return state
 
 
+def load_own_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
+    """A checkpoint of the run whose id is `run_id` (a run of a cnnctl before run ids has
+    none: anything goes); one copied in from another run is refused."""
+    data = ckpt.load_checkpoint(path)
+    if run_id and data.get("run_id") != run_id:
+        raise CheckpointError(
+            f"{path}: belongs to another run (run id {data.get('run_id') or 'none'}, this run's is "
+            f"{run_id}); put this run's own file back, or start a new run"
+        )
+    return data
+
+
+def own_run_id(resume: ResumePoint, write: bool) -> str:
+    """The resumed run's id: its marker's and last.pt's must agree. A run from before run ids
+    gets one now (its marker written) that every later checkpoint carries."""
+    from cnnctl.runs import MARKER, run_id
+
+    marked, stored = run_id(resume.run_dir), resume.checkpoint.get("run_id")
+    if marked and stored and marked != stored:
+        raise CheckpointError(
+            f"{resume.run_dir / 'last.pt'}: belongs to another run (run id {stored}, the folder's is "
+            f"{marked}); put this run's own last.pt back, or start a new run"
+        )
+    if marked or stored:
+        return str(marked or stored)
+    if write and not (resume.run_dir / MARKER).exists():  # its checkpoints carry no id to check
+        write_json(resume.run_dir / MARKER, {"run_id": "", "adopted": True}, "run marker")
+    return ""
+
+
+def data_fingerprint(splits: Splits) -> dict[str, Any]:
+    """What a resume compares to know the data is the run's: the size of each split and, for
+    file-based sources, a digest of which files are in which split."""
+    import hashlib
+
+    sizes = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test or ())}
+    digest = None
+    if splits.files:
+        h = hashlib.sha256()
+        for name in sorted(splits.files):
+            h.update(
+                name.encode()
+                + b"\0"
+                + "\0".join(sorted(splits.files[name])).encode("utf-8", "surrogateescape")
+            )
+        digest = h.hexdigest()
+    return {**sizes, "files_sha256": digest}
+
+
+def check_same_data(resume: ResumePoint, now: dict[str, Any]) -> None:
+    """Refuse (or with --force, say) a resume whose data differs from the run's at its start."""
+    then = resume.checkpoint.get("data")
+    if not isinstance(then, dict) or then == now:
+        return
+    counts = ", ".join(
+        f"{name} {then.get(name)} → {now[name]}"
+        for name in ("train", "val", "test")
+        if then.get(name) != now[name]
+    )
+    what = counts or "the same counts, but other files"
+    if not resume.force:
+        raise DataError(
+            f"{resume.run_dir}: the data changed since the run started ({what} images); resume with "
+            "--force to continue on the data as it is now, or start a new run"
+        )
+    logging.getLogger("cnnctl").warning(
+        f"the data changed since the run started ({what} images); --force: continuing"
+    )
+
+
 def _set_deterministic(on: bool) -> None:
     """train.deterministic: deterministic kernels (warn where an op has none), no cuDNN autotune."""
     torch.use_deterministic_algorithms(on, warn_only=True)
@@ -714,12 +859,6 @@ def _set_deterministic(on: bool) -> None:
         import os
 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _optimizer_params(model: torch.nn.Module, cfg: RunConfig) -> list[Any]:

@@ -43,7 +43,7 @@ def test_exception_inside_torch_save_leaves_the_old_file_intact(tmp_path: Path, 
         raise RuntimeError("boom in the middle of torch.save")
 
     monkeypatch.setattr(torch, "save", exploding_save)
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RunFailed, match="boom in the middle of torch.save.*earlier checkpoints are intact"):
         ckpt.save_atomic(payload(2.0), target)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]  # no stray temp file
@@ -73,7 +73,8 @@ print("ready", flush=True)
 while True:
     i += 1
     ckpt.save_atomic({"format": ckpt.FORMAT, "format_version": 1, "model": {"w": torch.full((200_000,), float(i))},
-                      "model_spec": {}, "output_kind": "logits", "classes": [], "input": {}, "config": {}}, __import__("pathlib").Path(target))
+                      "model_spec": {"num_outputs": 2}, "output_kind": "logits", "classes": ["a", "b"], "config": {},
+                      "input": {"channels": 1, "size": [4, 4], "resize": None, "mean": [0.5], "std": [0.5]}}, __import__("pathlib").Path(target))
 """
 
 

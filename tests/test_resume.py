@@ -151,6 +151,9 @@ def test_resume_rewrites_a_best_pt_the_crash_left_behind(runner, write_config) -
     assert torch.load(two / "last.pt", weights_only=True)["train_state"]["best_epoch"] == 2
     shutil.copy(two / "last.pt", cut / "last.pt")
     shutil.copy(two / "metrics.csv", cut / "metrics.csv")
+    shutil.copy(two / ".cnnctl-run", cut / ".cnnctl-run")  # cut becomes run two, crashed
+    stale = torch.load(cut / "best.pt", weights_only=True)  # an epoch-1 best.pt of that run
+    torch.save({**stale, "run_id": torch.load(two / "last.pt", weights_only=True)["run_id"]}, cut / "best.pt")
     # min_delta 100: no later epoch can become best, so best.pt must be epoch 2's weights.
     result = invoke(
         runner, "train", "--resume", cut, "--set", "train.epochs=3", "--set", "train.min_delta=100", "--force"

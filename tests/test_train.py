@@ -27,6 +27,7 @@ def test_train_writes_a_complete_run_dir(runner, write_config) -> None:
     assert result.exit_code == 0, result.output
     run = config.parent / "runs" / "tiny"
     assert sorted(p.name for p in run.iterdir()) == [
+        ".cnnctl-run",
         "best.pt",
         "config.yaml",
         "last.pt",
@@ -72,10 +73,10 @@ def test_a_new_run_never_overwrites_an_old_one(runner, write_config) -> None:
     assert invoke(runner, "train", config).exit_code == 0
     assert invoke(runner, "train", config).exit_code == 0
     runs = config.parent / "runs"
-    assert sorted(p.name for p in runs.iterdir()) == ["tiny", "tiny-2"]
+    assert sorted(p.name for p in runs.iterdir() if not p.name.startswith(".")) == ["tiny", "tiny-2"]
     result = invoke(runner, "train", config, "--force", "--name", "tiny")
     assert result.exit_code == 0
-    assert sorted(p.name for p in runs.iterdir()) == ["tiny", "tiny-2"]
+    assert sorted(p.name for p in runs.iterdir() if not p.name.startswith(".")) == ["tiny", "tiny-2"]
 
 
 def test_same_config_and_seed_repeat_the_metrics(runner, write_config) -> None:

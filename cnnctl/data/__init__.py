@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -100,6 +100,7 @@ class Splits:
     test: LabelledDataset | None
     classes: list[str]
     input: InputSpec
+    files: dict[str, list[str]] = field(default_factory=dict)  # file-based sources: split → its files
 
     @property
     def in_memory(self) -> bool:
@@ -268,7 +269,22 @@ def _image_folder(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
         return FileDataset(scanned[name].files, labels[name], spec)
 
     given = {name: dataset(name) for name in scanned}
-    return _assemble(cfg, given, (train_idx, val_idx, test_idx), classes, spec)
+    splits = _assemble(cfg, given, (train_idx, val_idx, test_idx), classes, spec)
+    splits.files = _split_files({n: s.files for n, s in scanned.items()}, (train_idx, val_idx, test_idx))
+    return splits
+
+
+def _split_files(
+    given: dict[str, list[str]], carved: tuple[list[int], list[int], list[int]]
+) -> dict[str, list[str]]:
+    """Which files each split holds: a split folder's own, or those carved from train's."""
+    out: dict[str, list[str]] = {}
+    for name, indices in zip(("train", "val", "test"), carved, strict=True):
+        if name in given and name != "train":
+            out[name] = list(given[name])
+        elif indices:
+            out[name] = [given["train"][i] for i in indices]
+    return out
 
 
 def _assemble(
