@@ -1,6 +1,9 @@
 """PNG plots of a run: loss/accuracy curves and confusion matrices (matplotlib, Agg backend).
 
-Drawn once, after training or evaluation, never inside the training loop.
+Drawn once, after training or evaluation, never inside the training loop. Class names are
+drawn as they are: never read as mathtext (`$x$`), control characters and non-UTF-8 bytes
+shown escaped as on the console (`report.printable`; a raw surrogate would crash the font
+renderer).
 """
 
 from __future__ import annotations
@@ -8,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from cnnctl.report import printable
 
 
 def pyplot() -> Any:
@@ -56,6 +61,7 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: Path
     counts = np.asarray(matrix, dtype=np.float64)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(classes)
+    names = [printable(str(name)) for name in classes]
     side = min(4 + 0.45 * n, 24)
     fig, axes = plt.subplots(1, 2, figsize=(2 * side, side), dpi=100)
     for ax, data, label, fmt in (
@@ -63,11 +69,11 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: Path
         (axes[1], rates, "normalised", "{:.2f}"),
     ):
         ax.imshow(data, cmap="Blues", vmin=0)
-        ax.set_xticks(range(n), classes, rotation=45, ha="right")
-        ax.set_yticks(range(n), classes)
+        ax.set_xticks(range(n), names, rotation=45, ha="right", parse_math=False)
+        ax.set_yticks(range(n), names, parse_math=False)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{title} confusion matrix ({label})".strip())
+        ax.set_title(printable(f"{title} confusion matrix ({label})".strip()), parse_math=False)
         if n <= 30:
             top = data.max() or 1
             for i in range(n):
@@ -93,8 +99,9 @@ def wrong_grid(images: Sequence[Any], captions: Sequence[str], out: Path, title:
         ax.imshow(
             pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray" if pixels.shape[2] == 1 else None
         )
-        ax.set_title(caption, fontsize=8)
+        shown = "\n".join(printable(line) for line in caption.split("\n"))  # a caption's own lines
+        ax.set_title(shown, fontsize=8, parse_math=False)
     if not images:
         axes.flat[0].text(0.5, 0.5, "no errors", ha="center", va="center")
-    fig.suptitle(title or "most confidently wrong")
+    fig.suptitle(printable(title or "most confidently wrong"), parse_math=False)
     return save(fig, out)

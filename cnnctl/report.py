@@ -2,6 +2,13 @@
 
 Only this module (and cli.py through it) writes for humans. Console output goes through
 rich; on a terminal the epoch gets a live bar, otherwise one plain line per epoch.
+
+Names (class names from folder names, paths, run names) are shown and written as they are
+(docs/reliability.md): never parsed as rich markup or emoji codes, never colourised; on
+the console a control character (ESC, CR, tab, newline, ...), a bidi override and a
+non-UTF-8 byte are shown escaped (`\\x1b`, `\\r`, `\\xff`) so a name cannot rewrite the
+terminal, while CSV and JSON files get the name itself (CSV: UTF-8 with the original bytes
+of a non-UTF-8 name; JSON: `\\udcff` escapes that read back to the same name).
 """
 
 from __future__ import annotations
@@ -10,21 +17,55 @@ import csv
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from cnnctl import atomic
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+# Bidi embeddings, overrides and isolates, and the marks: they reorder what follows them.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """`text` as a terminal shows it safely: control characters (C0, DEL, C1), line and
+    paragraph separators and bidi controls escaped (`\\x1b`, `\\t`, `\\u202e`), a non-UTF-8
+    byte of a file name (a surrogate escape from os.fsdecode) as `\\xff`; all else verbatim
+    (a backslash too, so the escapes are for reading, not for parsing back)."""
+    if text.isprintable():
+        return text
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's escape of the byte code - 0xDC00
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def shown(value: Any) -> Text:
+    """A table cell or title holding user data: plain text (no markup, no highlighting),
+    escaped by `printable`."""
+    return Text(printable(str(value)))
+
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON via a temp file + rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """JSON written atomically (cnnctl.atomic): a reader never sees half a file; a failure is
+    one OutputError line."""
+    atomic.write_json(path, data)
 
 
 class MetricsLog:
@@ -35,16 +76,17 @@ class MetricsLog:
         (a resumed run drops any row of an epoch whose checkpoint was never written)."""
         self.path = path
         if rows is not None or not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            with atomic.atomic_open(path, "w", "metrics file", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(METRIC_COLUMNS)
                 writer.writerows([_fmt(row[c]) for c in METRIC_COLUMNS] for row in rows or [])
-            tmp.replace(path)
 
     def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="", encoding="utf-8") as handle:
-            csv.writer(handle).writerow([_fmt(row[c]) for c in METRIC_COLUMNS])
+        try:
+            with open(self.path, "a", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerow([_fmt(row[c]) for c in METRIC_COLUMNS])
+        except OSError as err:
+            raise atomic.output_error(self.path, err, "metrics file") from None
 
 
 class TensorBoardLog:
@@ -86,10 +128,13 @@ def _fmt(value: Any) -> Any:
 
 
 def epoch_line(row: Any, epochs: int) -> str:
-    return (
+    """One epoch's figures; a diverging epoch (engine.divergence) says so at the end."""
+    line = (
         f"epoch {row.epoch}/{epochs}  train loss {row.train_loss:.4f} acc {row.train_acc:.4f}  "
         f"val loss {row.val_loss:.4f} acc {row.val_acc:.4f}  lr {row.lr:.3g}  {row.seconds:.1f}s"
     )
+    diverging = getattr(row, "diverging", "")
+    return f"{line}  diverging: {diverging}" if diverging else line
 
 
 class ConsoleProgress:
@@ -140,13 +185,13 @@ class ConsoleProgress:
 def data_check_tables(result: dict[str, Any]) -> list[Table]:
     """`cnnctl data check`: images per class and split, then the unreadable files."""
     splits = result["splits"]
-    table = Table(title=f"data check ({result['source']})", title_justify="left")
+    table = Table(title=shown(f"data check ({result['source']})"), title_justify="left")
     table.add_column("class")
     for name in splits:
-        table.add_column(name, justify="right")
+        table.add_column(shown(name), justify="right")
     classes = list(next(iter(splits.values()))) if splits else []
     for cls in classes:
-        table.add_row(cls, *(str(splits[name].get(cls, 0)) for name in splits))
+        table.add_row(shown(cls), *(str(splits[name].get(cls, 0)) for name in splits))
     table.add_row("total", *(str(sum(split.values())) for split in splits.values()), style="bold")
     tables = [table]
     bad = result["unreadable"]
@@ -155,7 +200,7 @@ def data_check_tables(result: dict[str, Any]) -> list[Table]:
         listing.add_column("file")
         listing.add_column("reason")
         for row in bad:
-            listing.add_row(row["path"], row["reason"])
+            listing.add_row(shown(row["path"]), shown(row["reason"]))
         tables.append(listing)
     return tables
 
@@ -169,11 +214,11 @@ def runs_table(records: list[dict[str, Any]]) -> Table:
         )
     for r in records:
         if r["status"] != "done":
-            table.add_row(r["name"], f"({r['status']})", "", "", "", "", "")
+            table.add_row(shown(r["name"]), shown(f"({r['status']})"), "", "", "", "", "")
             continue
         table.add_row(
-            r["name"], str(r["model"]), str(r["dataset"]), str(r["epochs"]),
-            _num(r["best_val_loss"]), _num(r["test_acc"]), str(r["date"]).replace("T", " ")[:16],
+            shown(r["name"]), shown(r["model"]), shown(r["dataset"]), shown(r["epochs"]),
+            _num(r["best_val_loss"]), _num(r["test_acc"]), shown(str(r["date"]).replace("T", " ")[:16]),
         )  # fmt: skip
     return table
 
@@ -182,7 +227,7 @@ def train_table(summary: dict[str, Any]) -> Table:
     table = Table(title="training finished", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("run dir", summary["run_dir"])
+    table.add_row("run dir", shown(summary["run_dir"]))
     early = " (early stop)" if summary["stopped_early"] else ""
     table.add_row("epochs run", f"{summary['epochs_run']}{early}")
     table.add_row("best epoch", str(summary["best_epoch"]))
@@ -205,7 +250,7 @@ def _num(value: Any) -> str:
 
 
 def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
-    overall = Table(title=f"evaluation on {what}", show_header=False, title_justify="left")
+    overall = Table(title=shown(f"evaluation on {what}"), show_header=False, title_justify="left")
     overall.add_column("metric", style="bold")
     overall.add_column("value")
     overall.add_row("images", str(result["count"]))
@@ -219,7 +264,7 @@ def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for row in result["per_class"]:
         per_class.add_row(
-            row["class"],
+            shown(row["class"]),
             str(row["support"]),
             str(row["correct"]),
             *(_num(row[c]) for c in ("accuracy", "precision", "recall", "f1")),
@@ -227,9 +272,9 @@ def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
     confusion = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
     confusion.add_column("true \\ pred", style="bold")
     for name in result["classes"]:
-        confusion.add_column(name, justify="right")
+        confusion.add_column(shown(name), justify="right")
     for name, counts in zip(result["classes"], result["confusion_matrix"], strict=True):
-        confusion.add_row(name, *(str(c) for c in counts))
+        confusion.add_row(shown(name), *(str(c) for c in counts))
     return [overall, per_class, confusion]
 
 
@@ -257,15 +302,25 @@ def prediction_record(pred: Any, topk: int) -> dict[str, Any]:
 
 
 def write_predictions(rows: Iterable[Any], out: Path | None, topk: int) -> Iterator[dict[str, Any]]:
-    """Stream prediction records to CSV or JSON (by suffix) while yielding them onward."""
+    """Stream prediction records to CSV or JSON (by suffix) while yielding them onward.
+
+    The file appears (atomically) once every row is written. Paths and labels go in as they
+    are: the CSV is UTF-8 with a non-UTF-8 name's own bytes put back (surrogateescape), so a
+    path read back with `errors="surrogateescape"` is the file's name; a cell is never
+    prefixed, even one starting with = + - @ (see docs/reliability.md); JSON escapes such a
+    name as `\\udcXX`, which reads back to the same str."""
     if out is None:
         for pred in rows:
             yield prediction_record(pred, topk)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise atomic.output_error(out, err, "predictions file") from None
     as_json = out.suffix.lower() == ".json"
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with atomic.atomic_open(
+        out, "w", "predictions file", newline="", encoding="utf-8", errors="surrogateescape"
+    ) as handle:
         writer = None if as_json else csv.DictWriter(handle, fieldnames=prediction_columns(topk))
         if writer is not None:
             writer.writeheader()
@@ -282,7 +337,6 @@ def write_predictions(rows: Iterable[Any], out: Path | None, topk: int) -> Itera
             yield record
         if writer is None:
             handle.write("\n]\n")
-    os.replace(tmp, out)
 
 
 def _csv_value(value: Any) -> Any:
@@ -300,13 +354,25 @@ def predictions_table(records: list[dict[str, Any]], total: int, failed: int) ->
     table.add_column("error", overflow="fold")
     for r in records:
         prob = "" if r["probability"] is None else f"{r['probability']:.4f}"
-        table.add_row(r["path"], r["label"], prob, r["error"])
+        table.add_row(shown(r["path"]), shown(r["label"]), prob, shown(r["error"]))
     return table
+
+
+class VerbatimConsole(Console):
+    """A rich Console that prints every string as it is: no markup, no emoji codes, no
+    highlighting, control characters and non-UTF-8 bytes escaped (`printable`). So a
+    message such as f"plots in {folder}" is safe whatever the folder is called."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        kwargs.update(markup=False, emoji=False, highlight=False)
+        return super().render_str(printable(text), **kwargs)
 
 
 def console_for(stream: IO[str] | None = None, stderr: bool = False) -> Console:
     """A console that never wraps machine-readable lines and respects NO_COLOR."""
-    console = Console(file=stream, stderr=stderr, soft_wrap=True, highlight=False)
+    console = VerbatimConsole(
+        file=stream, stderr=stderr, soft_wrap=True, highlight=False, markup=False, emoji=False
+    )
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console.width = 120  # piped or logged: no terminal to fit, so tables are not squeezed to 80
     return console

@@ -105,3 +105,45 @@ def test_help_answers_fast_without_torch() -> None:
     elapsed = time.perf_counter() - started
     assert done.returncode == 0 and "train" in done.stdout
     assert elapsed < 3.0, f"cnnctl --help took {elapsed:.2f}s"  # ~0.1 s measured; generous for CI
+
+
+def test_plots_draw_any_class_name_as_it_is(tmp_path: Path) -> None:
+    """A raw surrogate (a non-UTF-8 folder name) crashed the font renderer; `$x$` was mathtext."""
+    import torch
+
+    from cnnctl import plots
+
+    names = ["a$b$", "caf\udce9", "esc\x1b[31m\ttab", "[bold]x"]
+    matrix = [[1 if i == j else 0 for j in range(4)] for i in range(4)]
+    assert_png(plots.confusion(matrix, names, tmp_path / "c.png", title="t $x$"))
+    image = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    grid = plots.wrong_grid([image], [f"true {names[1]}\npred {names[0]} (0.50)"], tmp_path / "w.png")
+    assert_png(grid, min_side=200)
+
+
+def test_metrics_csv_is_rewritten_atomically_and_failures_are_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    from cnnctl.errors import OutputError
+    from cnnctl.report import MetricsLog, write_json
+
+    row = {
+        "epoch": 1,
+        "train_loss": 0.5,
+        "train_acc": 0.5,
+        "val_loss": 0.5,
+        "val_acc": 0.5,
+        "lr": 0.1,
+        "seconds": 1.0,
+    }
+    log = MetricsLog(tmp_path / "metrics.csv", rows=[row, {**row, "epoch": 2}])
+    log.append({**row, "epoch": 3})
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,") and [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]  # no temp file left
+    with pytest.raises(OutputError, match="cannot write metrics file"):
+        MetricsLog(tmp_path / "missing" / "metrics.csv")
+    write_json(tmp_path / "s.json", {"classes": ["caf\udce9"]})
+    assert json.loads((tmp_path / "s.json").read_text()) == {"classes": ["caf\udce9"]}
+    with pytest.raises(OutputError, match="cannot write JSON file"):
+        write_json(tmp_path / "missing" / "s.json", {})
