@@ -213,3 +213,29 @@ def test_val_folder_missing_a_class_is_an_error_before_training(runner, write_co
     result = invoke(runner, "train", folder_config(tmp_path, tmp_path / "d", write_config))
     assert result.exit_code == 2
     assert "differ from train's" in result.output and "['a']" in result.output
+
+
+def test_the_check_never_opens_a_fifo_or_a_device(tmp_path: Path) -> None:
+    """stat first: a FIFO opened for reading would block forever (bounded here all the same)."""
+    import os
+
+    from tests.test_data import bounded, release_fifos
+
+    good = save(Image.new("RGB", (8, 8)), tmp_path / "good.png")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    device = tmp_path / "zero.png"
+    device.symlink_to("/dev/zero")
+    files = [str(good), str(fifo), str(device)]
+    spec = InputSpec(3, (8, 8), None, (0.0,), (1.0,))
+    try:
+        for decode in (None, spec):
+            report = bounded(lambda d=decode: check_files(files, use_cache=False, decode=d), 30, [fifo])
+            assert report.good == [str(good)]
+            assert dict(report.bad) == {
+                str(fifo): "not a regular file (FIFO)",
+                str(device): "not a regular file (character device)",
+            }
+        assert bounded(lambda: verify_image(str(fifo)), 30, [fifo]) == "not a regular file (FIFO)"
+    finally:
+        release_fifos([fifo])

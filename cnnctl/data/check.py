@@ -5,7 +5,9 @@ Policy (docs/reliability.md):
   with a warning that counts and lists them; training never meets them mid-epoch;
 - odd but valid images (CMYK, RGBA, palette, 16-bit, grey among RGB, EXIF-rotated) are
   converted when loaded (`transforms.to_mode`, `ImageOps.exif_transpose`);
-- the user's files are only ever opened for reading.
+- the user's files are only ever opened for reading, and only regular files are opened: a
+  FIFO, device or socket is "not a regular file" by stat alone (a FIFO opened for reading
+  blocks until a writer comes; a device may never end).
 
 Results are cached per file by (path, size, mtime) under the user's cache folder, so a
 second check of an unchanged folder reads no image. When training will cache the decoded
@@ -27,6 +29,7 @@ from typing import Any
 from PIL import Image
 
 from cnnctl.cachedir import cache_root, write_json
+from cnnctl.data.folder import not_regular, open_regular
 from cnnctl.data.transforms import InputSpec, load_for_model
 
 CACHE_VERSION = 1
@@ -61,11 +64,14 @@ def inspect_image(path: str, spec: InputSpec | None = None) -> tuple[str, Any]:
     file decoded to that input (`load_for_model`), else None."""
 
     def full_decode() -> None:
-        with Image.open(path) as img:
+        with open_regular(path) as handle, Image.open(handle) as img:
             img.load()  # a full decode: verify() alone misses truncated pixel data
 
     decode: Callable[[], Any] = full_decode if spec is None else lambda: load_for_model(path, spec)
     try:
+        special = not_regular(path)  # by stat: a FIFO or a device is never opened
+        if special:
+            return special, None
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)", None
         with warnings.catch_warnings():
@@ -75,7 +81,10 @@ def inspect_image(path: str, spec: InputSpec | None = None) -> tuple[str, Any]:
         return f"too large ({str(err).split('(')[0].strip() or 'decompression bomb guard'})", None
     except Exception as err:  # noqa: BLE001 - any decoder failure is a reason, not a crash
         lines = str(err).splitlines()
-        text = (lines[0] if lines else "").replace(f"'{path}'", "").replace(path, "").strip(" :")
+        text = lines[0] if lines else ""
+        for named in (f"<_io.BufferedReader name={path!r}>", repr(path), f"'{path}'", path):
+            text = text.replace(named, "")  # the path is listed once, beside the reason
+        text = text.strip(" :")
         return (f"{err.__class__.__name__}: {text}" if text else err.__class__.__name__), None
 
 
@@ -125,6 +134,11 @@ def _collate(items: list[tuple[str, Any]]) -> tuple[list[str], Any]:
     return reasons, torch.stack([blank if image is None else image for image in images])
 
 
+def _encoded(files: Sequence[str]) -> bytes:
+    """The file list as bytes for the cache key (a name's surrogate escapes kept, not an error)."""
+    return chr(0).join(files).encode("utf-8", "surrogatepass")
+
+
 def _key(path: str) -> str | None:
     try:
         stat = os.stat(path)
@@ -139,9 +153,7 @@ def check_files(
     """Decode every file once (or reuse the cached verdict of an unchanged file), in `workers`
     processes. With `decode`, the files decoded now come back in `report.decoded`, prepared
     for that input spec; files with a cached verdict are not read."""
-    cache_file = (
-        cache_root() / "checks" / f"{hashlib.sha256(chr(0).join(files).encode()).hexdigest()[:20]}.json"
-    )
+    cache_file = cache_root() / "checks" / f"{hashlib.sha256(_encoded(files)).hexdigest()[:20]}.json"
     cached: dict[str, list[str]] = {}
     if use_cache and cache_file.is_file():
         try:
