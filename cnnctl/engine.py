@@ -3,14 +3,19 @@
 The engine takes objects (model, loaders, optimizer, ...) and knows nothing of YAML,
 files or the terminal: it reports through the `Progress` hooks, `on_epoch_start` and
 `on_epoch_end`.
+
+A diverging run says so (`divergence`): the epoch's row carries the reason, which the
+epoch line shows, and `fit` ends with one warning naming `optimizer.lr`, the value used and
+`cnnctl lr-find`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +61,7 @@ class EpochRow:
     lr: float
     seconds: float
     weights: str = "raw"  # which weights the val figures are of: raw, or ema (train.ema)
+    diverging: str = ""  # why this epoch says the run is diverging ('' when it does not)
 
     def to_plain(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,7 +201,7 @@ class Stepper:
         if self.skipped and not seen:
             raise RunFailed(
                 f"every training batch of epoch {epoch} had a non-finite loss ({self.skipped} "
-                "skipped): lower optimizer.lr or set train.grad_clip; best.pt is kept as it was"
+                f"skipped): the run diverged; {LR_ADVICE} or set train.grad_clip; best.pt is kept as it was"
             )
         if self.dist.enabled:
             totals = torch.stack(
@@ -235,7 +241,7 @@ class Stepper:
         if self.nan_policy != "skip_batch":
             raise RunFailed(
                 f"non-finite training loss ({float(loss.detach())}) at epoch {epoch}, batch {index}, "
-                f"lr {self.optimizer.param_groups[0]['lr']:.3g}: lower optimizer.lr, set "
+                f"lr {self.optimizer.param_groups[0]['lr']:.3g}: the run diverged; {LR_ADVICE}, set "
                 "train.grad_clip, or train.nan_policy: skip_batch; best.pt is kept as it was"
             )
         self.skipped += 1
@@ -323,6 +329,87 @@ def improved(value: float, best: float | None, monitor: str, min_delta: float) -
     return value < best - min_delta
 
 
+LR_ADVICE = "lower optimizer.lr (`cnnctl lr-find CONFIG` suggests one)"
+BLOW_UP = 4.0  # a train loss this many times its lowest (or chance level) is diverging ...
+BLOW_UP_FLOOR = 0.5  # ... once it is also at least this share of chance level
+LEARNED = 0.75  # an epoch whose train loss was below this share of chance had learned something
+CHANCE_TOLERANCE = 0.05  # within this share of chance level is "at chance"
+
+
+def divergence(
+    history: Sequence[Mapping[str, Any]],
+    train_loss: float,
+    val_loss: float,
+    classes: int,
+    skipped: int = 0,
+    batches: int = 0,
+) -> str:
+    """'' for a healthy epoch, else why the run is diverging, for the epoch line.
+
+    `history` holds the earlier epochs' rows; chance level is ln(classes) (the loss of a
+    uniform guess, for cross-entropy, nll and binary cross-entropy alike). The epoch is
+    diverging when
+    - a loss is non-finite, or batches were skipped for a non-finite loss (nan_policy
+      skip_batch; with stop, the run ends at the first one);
+    - the train loss is above BLOW_UP (4) times its lowest earlier value, that lowest capped
+      at chance level (an untrained classifier starts at about chance, so the first epoch is
+      judged too), and at least half of chance level: the 4x is lr-find's own stop rule,
+      the floor keeps a well-fitted run's wobble near zero (0.01 → 0.05) from counting;
+    - or the train loss is back at (within 5%) or above chance level after an earlier epoch
+      was below 0.75 of it: the network forgot what it had learned, typically collapsed to a
+      constant guess, which the 4x rule misses when the lowest loss was not far below chance
+      (when both rules hold, "at chance" is the reason given: it says more).
+    """
+    chance = math.log(max(classes, 2))
+    level = f"ln {classes} = {chance:.2f}"
+    if not math.isfinite(train_loss):
+        return f"train loss is {train_loss}"
+    if skipped:
+        of = f" of {batches}" if batches else ""
+        return f"{skipped}{of} batch(es) had a non-finite loss (skipped, train.nan_policy: skip_batch)"
+    if not math.isfinite(val_loss):
+        return f"val loss is {val_loss}"
+    earlier = [(float(r["train_loss"]), int(r["epoch"])) for r in history]
+    lowest, when = min(((v, e) for v, e in earlier if math.isfinite(v)), default=(math.inf, 0))
+    reference = min(lowest, chance)
+    loss = _shown(train_loss)
+    learned = lowest < LEARNED * chance
+    after = f"after {_shown(lowest)} at epoch {when}"
+    if learned and abs(train_loss - chance) <= CHANCE_TOLERANCE * chance:
+        return f"train loss {loss} is at chance ({level}) {after}"
+    if train_loss > BLOW_UP * reference and train_loss >= BLOW_UP_FLOOR * chance:
+        if lowest >= chance:
+            return f"train loss {loss} is {_shown(train_loss / chance)}x chance level ({level})"
+        return f"train loss {loss} is {_shown(train_loss / lowest)}x its lowest, {_shown(lowest)} at epoch {when}"
+    if learned and train_loss > chance:
+        return f"train loss {loss} is above chance ({level}) {after}"
+    return ""
+
+
+def _shown(value: float) -> str:
+    """A loss or ratio for a message: 2.30, 0.0042, 2.26e+04."""
+    return f"{value:.2f}" if 0.1 <= abs(value) < 1000 else f"{value:.3g}"
+
+
+def divergence_advice(history: Sequence[Mapping[str, Any]], optimizer: torch.optim.Optimizer | None) -> str:
+    """The end-of-run line for a run with diverging epochs ('' when there were none)."""
+    flagged = [r for r in history if r.get("diverging")]
+    if not flagged:
+        return ""
+    first = flagged[0]
+    used = ""
+    if optimizer is not None and optimizer.param_groups:
+        group = optimizer.param_groups[0]
+        lr = float(group.get("initial_lr", group["lr"]))  # the base lr a schedule scales
+        used = f" (this run: {lr:g}, {type(optimizer).__name__})"
+    epochs = f"{len(flagged)} of {len(history)} epochs" if len(flagged) > 1 else f"epoch {first['epoch']}"
+    return (
+        f"training diverged ({epochs}; first at epoch {first['epoch']}: {first['diverging']}): "
+        f"lower optimizer.lr{used}, e.g. tenfold, or run `cnnctl lr-find CONFIG` for a suggestion; "
+        "train.grad_clip also steadies it"
+    )
+
+
 def _monitored(result: EvalResult, settings: FitSettings) -> float:
     return result.loss if settings.monitor == "val_loss" else result.accuracy
 
@@ -342,7 +429,10 @@ def fit(
 
     `on_epoch_start(epoch)` runs before an epoch's first batch (e.g. to unfreeze layers).
     `on_epoch_end(row, state, is_best)` is called after the state is updated, so a
-    checkpoint written there holds everything a resume needs.
+    checkpoint written there holds everything a resume needs. An epoch that `divergence`
+    flags carries the reason in `row.diverging`; if any epoch of the run (resumed ones
+    included) was flagged, the run ends with one warning on the `cnnctl` logger naming
+    optimizer.lr, its value and `cnnctl lr-find`.
     """
     assert stepper.schedule is not None
     for epoch in range(state.epoch + 1, settings.epochs + 1):
@@ -369,6 +459,7 @@ def fit(
             lr,
             time.perf_counter() - started,
             weights,
+            divergence(state.history, train_loss, result.loss, len(classes), stepper.skipped, len(train)),
         )
         value = _monitored(result, settings)
         is_best = improved(value, state.best_value, settings.monitor, settings.min_delta)
@@ -384,4 +475,7 @@ def fit(
         on_epoch_end(row, state, is_best)
         if state.stopped_early:
             break
+    advice = divergence_advice(state.history, stepper.optimizer)
+    if advice and stepper.dist.main:
+        logging.getLogger("cnnctl").warning(advice)
     return state
