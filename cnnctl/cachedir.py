@@ -7,11 +7,12 @@ $CNNCTL_CACHE, else $XDG_CACHE_HOME/cnnctl, else ~/.cache/cnnctl. Under it: `ima
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from cnnctl.errors import OutputError
 
 
 def cache_root() -> Path:
@@ -23,12 +24,11 @@ def cache_root() -> Path:
 
 def write_json(path: Path, data: Any) -> None:
     """Best effort: a cache that cannot be written (read-only home, full disk) only costs time.
-    Written to a temp file beside it, then renamed, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    Written through `cnnctl.atomic`, so a reader never sees half a file."""
+    from cnnctl.atomic import write_text
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        write_text(path, json.dumps(data), "cache file")
+    except (OSError, OutputError):
+        pass

@@ -74,7 +74,7 @@ def check_name(name: str) -> str:
     """A run name is one folder name: not empty, no path separators, no '.', '..' or NUL."""
     if not name or name in (".", "..") or "/" in name or "\x00" in name or (os.sep != "/" and os.sep in name):
         raise ConfigError(
-            f"output.name / --name {name!r}: must be a plain folder name (no '/', not '.' or '..'); "
+            f"output.name / --name {name!r}: must be a plain folder name (no '/' or NUL byte, not '.' or '..'); "
             "set output.dir for where runs go"
         )
     return name

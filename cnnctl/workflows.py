@@ -152,6 +152,8 @@ def prepare_resume(
 
     path = Path(target)
     last = path / "last.pt" if path.is_dir() else path
+    if last.parent.is_dir():  # a run another process is writing: say so before reading its files
+        lock_run(last.parent.parent, last.parent.name).release()
     if last.name == "best.pt":
         raise ConfigError(f"{last}: resume from last.pt (best.pt holds no optimizer or RNG state)")
     data = ckpt.load_checkpoint(last)
@@ -1031,6 +1033,11 @@ def evaluate(
     ks = tuple(sorted({1, max(1, topk)}))
     keep = WRONG_SHOWN if plots_dir is not None else 0
     result = loaded.stepper.evaluate(batches, loaded.classes, topk=ks, keep_wrong=keep)
+    if not math.isfinite(result.loss):
+        raise RunFailed(
+            f"{checkpoint_path}: the model's loss on {what} is not finite (NaN or inf outputs); its "
+            "weights or the data are broken"
+        )
     if isinstance(dataset, FileDataset):
         for wrong in result.wrong:
             wrong["path"] = dataset.files[wrong["index"]]
@@ -1251,6 +1258,13 @@ def _label(
             tick(done)
         done = len(indices)
         probs = model.score(images)
+        readable = [row for row, error in enumerate(errors) if not error]
+        if readable and not bool(torch.isfinite(probs[readable]).all()):
+            first = files[int(indices[readable[0]])]
+            raise RunFailed(
+                f"the model gives non-finite probabilities (NaN or inf), e.g. for {first}: its weights "
+                "are broken; no predictions written"
+            )
         top_p, top_i = probs.topk(k, dim=1)
         for row, (index, error) in enumerate(zip(indices.tolist(), errors, strict=True)):
             path = str(files[index])

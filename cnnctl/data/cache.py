@@ -19,7 +19,6 @@ run trains on identical inputs.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -29,9 +28,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cnnctl.atomic import write_with
 from cnnctl.cachedir import cache_root
 from cnnctl.data.transforms import InputSpec, load_for_model
-from cnnctl.errors import DataError
+from cnnctl.errors import DataError, OutputError
 
 CACHE_VERSION = 1
 AUTO_LIMIT = 4 * 2**30
@@ -134,14 +134,11 @@ def cached_images(
         except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt
             pass
     images = decode_all(files, spec, workers, decoded)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(images, tmp)
-        os.replace(tmp, path)
+        write_with(path, lambda handle: torch.save(images, handle), "image cache")
         log.debug(f"data.cache disk: {len(files)} decoded images saved to {path}")
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        log.warning(f"data.cache disk: cannot write {path} ({err.strerror or err}); continuing without it")
+    except (OSError, OutputError) as err:
+        reason = err.strerror if isinstance(err, OSError) else str(err)
+        log.warning(f"data.cache disk: cannot write {path} ({reason}); continuing without it")
     return images
