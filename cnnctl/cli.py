@@ -457,11 +457,20 @@ def data_synth(
     splits: Annotated[
         bool, typer.Option("--splits/--flat", help="Write train/ val/ test/ (70/15/15) or one flat folder.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Write into OUT_DIR even if it holds files (same names are replaced)."),
+    ] = False,
 ) -> None:
     """Write the synthetic shapes dataset as an image folder of PNG files."""
 
     def body() -> None:
         from cnnctl.data.synthetic import write_image_folder
+
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+            raise _usage(f"{_printable(str(out_dir))}: exists and is not empty; add --force to write into it")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise _usage(f"{_printable(str(out_dir))}: exists and is not a folder")
 
         shares = {"train": 0.7, "val": 0.15, "test": 0.15} if splits else None
         counts = write_image_folder(out_dir, classes, per_class, size, seed, noise, shares)

@@ -415,3 +415,12 @@ def test_nan_weights_are_refused_not_predicted(runner, trained_run: Path, tmp_pa
     ):
         one_line_error(invoke(runner, *args), 2, "not finite")
     assert not out.exists() and not (tmp_path / "m.ts.pt").exists()
+
+
+def test_data_synth_never_writes_into_a_users_folder_without_force(runner, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "circle").mkdir(parents=True)
+    (folder / "circle" / "00000.png").write_bytes(b"my holiday photo")
+    one_line_error(invoke(runner, "data", "synth", folder, "--per-class", "1"), 2, "not empty", "--force")
+    assert (folder / "circle" / "00000.png").read_bytes() == b"my holiday photo"
+    assert invoke(runner, "data", "synth", folder, "--per-class", "1", "--force").exit_code == 0
