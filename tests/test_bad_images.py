@@ -239,3 +239,10 @@ def test_the_check_never_opens_a_fifo_or_a_device(tmp_path: Path) -> None:
         assert bounded(lambda: verify_image(str(fifo)), 30, [fifo]) == "not a regular file (FIFO)"
     finally:
         release_fifos([fifo])
+
+
+def test_the_skipped_files_warning_shows_names_escaped(tmp_path: Path) -> None:
+    bad = tmp_path / "esc\x1b[2Jx.png"
+    bad.write_bytes(b"")
+    summary = check_files([str(bad)], use_cache=False).summary()
+    assert "esc\\x1b[2Jx.png: empty file (0 bytes)" in summary and "\x1b" not in summary

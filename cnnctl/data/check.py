@@ -31,6 +31,7 @@ from PIL import Image
 from cnnctl.cachedir import cache_root, write_json
 from cnnctl.data.folder import not_regular, open_regular
 from cnnctl.data.transforms import InputSpec, load_for_model
+from cnnctl.report import printable
 
 CACHE_VERSION = 1
 
@@ -47,7 +48,7 @@ class CheckReport:
     def summary(self, limit: int = 10) -> str:
         if not self.bad:
             return f"{len(self.good)} images ok"
-        shown = "; ".join(f"{path}: {reason}" for path, reason in self.bad[:limit])
+        shown = "; ".join(f"{printable(path)}: {printable(reason)}" for path, reason in self.bad[:limit])
         more = f"; ... and {len(self.bad) - limit} more" if len(self.bad) > limit else ""
         return (
             f"skipping {len(self.bad)} unreadable image(s) of {len(self.good) + len(self.bad)}: {shown}{more}"
