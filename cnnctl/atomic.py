@@ -47,11 +47,7 @@ def describe(err: BaseException) -> str:
 def output_error(path: Path | str, err: BaseException, what: str = "file", hint: str = "") -> OutputError:
     """The one line for a failed write of `path`."""
     tail = f"; {hint}" if hint else ""
-    return OutputError(f"{_shown(path)}: cannot write {what} ({describe(err)}){tail}")
-
-
-def _shown(path: Path | str) -> str:
-    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return OutputError(f"{os.fsdecode(path)}: cannot write {what} ({describe(err)}){tail}")
 
 
 @contextlib.contextmanager

@@ -73,10 +73,11 @@ def _guard(action: Callable[[], T]) -> T:
 
 
 def _printable(text: str) -> str:
-    """`text` safe for a terminal: names with non-UTF-8 bytes (surrogate escapes) or control
-    characters are shown escaped, never sent raw."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    """`text` safe for a terminal (report.printable: control characters and non-UTF-8 bytes
+    escaped)."""
+    from cnnctl.report import printable
+
+    return printable(text)
 
 
 def _console(stderr: bool = False) -> Any:
@@ -172,7 +173,6 @@ def train(
     def body() -> None:
         _claim(json_out, force, [p for p in (config, resume) if p is not None], "--json")
         extra = [f"device={device}"] if device else []
-        extra += [f"output.name={name}"] if name else []
         from cnnctl import workflows
         from cnnctl.report import ConsoleProgress, train_table
 
@@ -186,6 +186,8 @@ def train(
             raise _usage("give a CONFIG file (or --resume RUN_DIR to continue a run)")
         else:
             cfg = _load(config, set_, extra)
+            if name:  # literally: a name is not YAML ('123', 'true', a control character)
+                cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"name": name})})
             run_name = cfg.output.name or config.stem
 
         silent = quiet or str(json_out) == "-"
@@ -640,7 +642,7 @@ def _setup_logging(verbose: bool) -> None:
     class Echo(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             prefix = "warning: " if record.levelno >= logging.WARNING else ""
-            typer.echo(f"{prefix}{record.getMessage()}", err=True)
+            typer.echo(f"{prefix}{_printable(record.getMessage())}", err=True)
 
     logger = logging.getLogger("cnnctl")
     logger.handlers = [h for h in logger.handlers if type(h).__name__ != "Echo"]

@@ -25,7 +25,7 @@ def claim_output(
     path: Path, *, force: bool = False, inputs: Iterable[Path | str] = (), option: str = "--out"
 ) -> Path:
     """`path` if the command may write it; else a ConfigError line saying why and what to do."""
-    shown = f"{option} {_printable(path)}"
+    shown = f"{option} {os.fsdecode(path)}"
     if "\x00" in os.fsdecode(path):
         raise ConfigError(f"{option}: the file name holds a NUL byte")
     if _is_run_file(path):
@@ -74,10 +74,6 @@ def _same(path: Path, other: Path | str) -> bool:
         return os.path.samefile(path, other)
     except (OSError, ValueError):
         return False
-
-
-def _printable(path: Path | str) -> str:
-    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def claim_plots(folder: Path, names: Iterable[str], force: bool) -> None:

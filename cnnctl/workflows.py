@@ -36,7 +36,7 @@ from cnnctl.data import (
     make_loader,
     resolve_workers,
 )
-from cnnctl.data.transforms import IMAGE_EXTENSIONS, InputSpec, Normalizer, load_for_model
+from cnnctl.data.transforms import InputSpec, Normalizer, load_for_model
 from cnnctl.devices import Precision, resolve_device, resolve_precision
 from cnnctl.distributed import Dist
 from cnnctl.engine import (
@@ -1118,24 +1118,11 @@ class Prediction:
 
 
 def collect_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for image files; sorted, no duplicates."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found += sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-        elif path.exists():
-            found.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder")
-    seen: set[Path] = set()
-    return [p for p in found if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    """Files as given, folders searched recursively for image files, with training's link
+    policy (data.folder.collect_images: loops skipped, each file once, FIFOs never opened)."""
+    from cnnctl.data.folder import collect_images as collect
+
+    return collect(paths)
 
 
 class _PredictFiles(Dataset[tuple[torch.Tensor, int, str]]):

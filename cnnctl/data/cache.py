@@ -68,7 +68,7 @@ def key(files: Sequence[str], spec: InputSpec) -> str:
     digest.update(json.dumps({"version": CACHE_VERSION, "decode": decode}).encode())
     for path in files:
         stat = os.stat(path)
-        digest.update(f"\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        digest.update(f"\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:32]
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from cnnctl.data.transforms import IMAGE_EXTENSIONS
+from cnnctl.data.transforms import IMAGE_EXTENSIONS, file_kind
 from cnnctl.errors import DataError
 from cnnctl.report import printable
 
@@ -132,20 +132,6 @@ def collect_images(paths: Sequence[str | Path], extensions: Sequence[str] | None
     for root, files in zip(roots, found, strict=True):
         out += [Path(f) for f in (sorted(files) if root is not None else files)]
     return out
-
-
-def file_kind(mode: int) -> str:
-    """What a stat mode is, in words: 'FIFO', 'character device', ..."""
-    kinds = (
-        (stat.S_ISREG, "regular file"),
-        (stat.S_ISDIR, "folder"),
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISLNK, "symlink"),
-    )
-    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def not_regular(path: str | Path) -> str:

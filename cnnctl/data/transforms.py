@@ -8,6 +8,8 @@ checkpoint's images are always prepared the way the model saw them.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +59,26 @@ class InputSpec:
         )
 
 
+def file_kind(mode: int) -> str:
+    """What a stat mode is, in words: 'FIFO', 'character device', ..."""
+    kinds = (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISLNK, "symlink"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
 def open_image(path: str | Path, channels: int) -> Image.Image:
-    """Decode an image fully (EXIF orientation applied) in grey ('L') or 'RGB'."""
+    """Decode an image fully (EXIF orientation applied) in grey ('L') or 'RGB'. A FIFO, device
+    or socket is refused before it is opened (reading a FIFO would block forever)."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise OSError(f"not a regular file ({file_kind(mode)})")
     with Image.open(path) as handle:
         handle.load()
         return to_mode(ImageOps.exif_transpose(handle), channels)
