@@ -25,12 +25,18 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, out: Path) -> Path:
-    """Lay out, write `out` as PNG (its folder made as needed) and free the figure."""
+    """Lay out, write `out` as PNG (its folder made as needed; atomically, through
+    cnnctl.atomic) and free the figure."""
+    from cnnctl.atomic import atomic_open
+
     plt = pyplot()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(out, "wb", "plot") as handle:
+            fig.savefig(handle, format="png")
+    finally:
+        plt.close(fig)
     return out
 
 
