@@ -64,3 +64,16 @@ def test_example_config_trains_one_short_epoch(path: Path, tmp_path: Path) -> No
     assert outcome.state.epoch == 1
     assert (outcome.run_dir / "best.pt").is_file()
     assert yaml.safe_load((outcome.run_dir / "config.yaml").read_text())["model"]["name"] == cfg.model.name
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_example_config_says_what_it_relies_on(path: Path) -> None:
+    """Each example names its data (there is no default source), and an sgd / rmsprop example
+    that wants momentum says so: torch's default, and cnnctl's, is none."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert raw["data"]["source"], f"{path.name}: data.source"
+    optimizer = raw.get("optimizer", {})
+    if optimizer.get("name") in ("sgd", "rmsprop"):
+        assert "momentum" in optimizer, (
+            f"{path.name}: set optimizer.momentum explicitly (torch's default is 0)"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnctl.config import KeyError_, check_small_model
 from cnnctl.errors import ConfigError
 from cnnctl.models import ModelSpec, register
 
@@ -15,6 +16,16 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "leaky_relu": nn.LeakyReLU,
 }
+
+
+def _check(spec: ModelSpec) -> None:
+    """The config against the real input shape and class count, before any layer is allocated:
+    a kernel or pool window that does not fit, or a network too large to allocate, is one line
+    naming the key (the config check did what it could without the data's size)."""
+    try:
+        check_small_model(spec.config, spec.input_shape, spec.num_outputs)
+    except KeyError_ as err:
+        raise ConfigError(f"{err.key}: {err}") from None
 
 
 def _head(in_features: int, hidden: list[int], out: int, spec: ModelSpec) -> list[nn.Module]:
@@ -45,6 +56,7 @@ def small_cnn(spec: ModelSpec) -> nn.Module:
     the conv stack, so it is never hand-entered.
     """
     cfg = spec.config
+    _check(spec)
     act = ACTIVATIONS[cfg["activation"]]
     in_ch = spec.input_shape[0]
     blocks: list[nn.Module] = []
@@ -78,5 +90,6 @@ def small_cnn(spec: ModelSpec) -> nn.Module:
 @register("mlp")
 def mlp(spec: ModelSpec) -> nn.Module:
     """Flatten → hidden layers → classes (`hidden: [128, 64]` is the 784→128→64→10 net)."""
+    _check(spec)
     c, h, w = spec.input_shape
     return nn.Sequential(nn.Flatten(), *_head(c * h * w, list(spec.config["hidden"]), spec.num_outputs, spec))
