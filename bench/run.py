@@ -330,7 +330,7 @@ def case4(quick: bool, repeats: int) -> Result:
     cfg = load_config(
         None,
         [
-            "data.samples_per_class=50", "data.image_size=32", "train.epochs=1", "device=cpu",
+            "data.source=synthetic", "data.samples_per_class=50", "data.image_size=32", "train.epochs=1", "device=cpu",
             f"output.dir={work / 'runs'}",
         ],
     )  # fmt: skip

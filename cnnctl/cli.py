@@ -173,11 +173,10 @@ def train(
     def body() -> None:
         _claim(json_out, force, [p for p in (config, resume) if p is not None], "--json")
         extra = [f"device={device}"] if device else []
-        from cnnctl import workflows
-        from cnnctl.report import ConsoleProgress, train_table
-
         point = None
         if resume is not None:
+            from cnnctl import workflows
+
             if name:
                 raise _usage("--name does not apply with --resume: the run continues in its own folder")
             cfg, point = workflows.prepare_resume(resume, config, [*(set_ or []), *extra], force)
@@ -189,6 +188,8 @@ def train(
             if name:  # literally: a name is not YAML ('123', 'true', a control character)
                 cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"name": name})})
             run_name = cfg.output.name or config.stem
+        from cnnctl import workflows  # torch: only once the config is known to be good
+        from cnnctl.report import ConsoleProgress, train_table
 
         silent = quiet or str(json_out) == "-"
         console = _console(stderr=str(json_out) == "-")

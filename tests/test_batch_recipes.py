@@ -112,7 +112,9 @@ def test_warmup_starts_at_a_hundredth_of_the_lr_for_any_schedule(name: str) -> N
     from cnnctl.optim import Schedule
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    cfg = SchedulerConfig.model_validate({"name": name, "warmup_epochs": 1.0})
+    cfg = SchedulerConfig.model_validate(
+        {"name": name, "warmup_epochs": 1.0, **({"patience": 2} if name == "plateau" else {})}
+    )
     schedule = Schedule(cfg, optimizer, epochs=5, steps_per_epoch=10)
     assert schedule.lr == pytest.approx(0.001)  # the first step's lr
     for _ in range(10):

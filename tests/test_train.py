@@ -143,7 +143,7 @@ def test_early_stopping(runner, write_config) -> None:
         {"model": {"name": "mlp", "hidden": [16], "log_softmax": True}, "train": {"loss": "nll"}},
         {"data": {"num_classes": 2}, "train": {"loss": "bce_with_logits"}},
         {
-            "optimizer": {"name": "sgd", "lr": 0.05, "nesterov": True},
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
             "scheduler": {"name": "step", "step_size": 1},
         },
         {"optimizer": {"name": "adamw"}, "scheduler": {"name": "cosine", "warmup_epochs": 1}},

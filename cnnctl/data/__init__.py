@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnctl.config import DataConfig
+from cnnctl.config import NATIVE_SIZE, DataConfig
 from cnnctl.data import cache, csv_source, folder, synthetic, torchvision_source
 from cnnctl.data.transforms import (
     IMAGENET_MEAN,
@@ -32,7 +32,7 @@ from cnnctl.distributed import shard_order
 from cnnctl.errors import DataError
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
-DEFAULT_SIZE = {"synthetic": 32, "image_folder": 64}  # csv, torchvision: the data's native size
+DEFAULT_SIZE = NATIVE_SIZE  # csv, torchvision: the data's native size
 STATS_SAMPLE = 512  # images read to compute `normalize: auto` on an image folder
 STATS_IN_MEMORY = 10_000  # at most this many (evenly spaced) for in-memory csv / torchvision data
 

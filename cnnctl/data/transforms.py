@@ -152,6 +152,13 @@ def _geometric(augment: Any, size: tuple[int, int]) -> list[Any]:
         low, high = augment.random_resized_crop
         steps.append(v2.RandomResizedCrop(size, scale=(low, high), antialias=True))
     if augment.random_crop:
+        if augment.random_crop >= min(size):  # torch's reflect padding needs less than the image side
+            from cnnctl.errors import ConfigError
+
+            raise ConfigError(
+                f"data.augment.random_crop: {augment.random_crop} needs images larger than that; the input is "
+                f"{size[0]}x{size[1]}: use a value below {min(size)}"
+            )
         steps.append(v2.RandomCrop(size, padding=augment.random_crop, padding_mode="reflect"))
     if augment.rotation:
         steps.append(v2.RandomRotation(augment.rotation))
