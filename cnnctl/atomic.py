@@ -58,6 +58,7 @@ def atomic_path(path: Path | str, what: str = "file", hint: str = "") -> Iterato
     path = Path(path)
     try:
         tmp = temp_path(path)
+        _remove_dead_temps(path)
     except ValueError as err:
         raise output_error(path, err, what, hint) from None
     try:
@@ -115,6 +116,33 @@ def remove_stale_temps(folder: Path | str) -> list[Path]:
                         os.unlink(entry.path)
                         removed.append(Path(entry.path))
     return removed
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Temp files for `path` that a killed process left (its pid is gone): removed before the
+    next write of the same file."""
+    suffix = f"-{path.name[:40]}"
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            name = entry.name
+            if not (name.startswith(TEMP_PREFIX) and name.endswith(suffix)):
+                continue
+            pid = name[len(TEMP_PREFIX) :].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists (another user's, say)
+        return True
+    return True
 
 
 def is_temp_name(name: str) -> bool:

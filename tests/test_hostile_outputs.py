@@ -424,3 +424,18 @@ def test_data_synth_never_writes_into_a_users_folder_without_force(runner, tmp_p
     one_line_error(invoke(runner, "data", "synth", folder, "--per-class", "1"), 2, "not empty", "--force")
     assert (folder / "circle" / "00000.png").read_bytes() == b"my holiday photo"
     assert invoke(runner, "data", "synth", folder, "--per-class", "1", "--force").exit_code == 0
+
+
+def test_a_temp_file_left_by_a_killed_writer_goes_with_the_next_write(tmp_path: Path) -> None:
+    from cnnctl import atomic
+
+    target = tmp_path / "preds.csv"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f"{atomic.TEMP_PREFIX}{int(dead.stdout)}-0-preds.csv"
+    stale.write_text("half")
+    alive = tmp_path / f"{atomic.TEMP_PREFIX}{os.getppid()}-0-preds.csv"  # a live writer's: kept
+    alive.write_text("in progress")
+    atomic.write_text(target, "whole\n")
+    assert target.read_text() == "whole\n" and not stale.exists() and alive.exists()
