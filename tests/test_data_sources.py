@@ -14,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from cnnctl.config import DataConfig, validate
+from cnnctl.config import DataConfig
 from cnnctl.data import build_splits, prepare_images, torchvision_source
 from cnnctl.data.transforms import InputSpec, fit_size, pil_to_uint8, to_mode
 from cnnctl.errors import DataError
@@ -141,7 +141,8 @@ def write_cifar10(root: Path, per_batch: int = 4, test: int = 6) -> dict[str, tu
 
 
 def data_cfg(**data: Any) -> Any:
-    return validate({"data": data}).data
+    """The data section alone (a whole config would also check the default model against it)."""
+    return DataConfig.model_validate(data)
 
 
 def one_line(err: pytest.ExceptionInfo[DataError]) -> str:
