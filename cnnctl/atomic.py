@@ -166,14 +166,9 @@ def _fsync_file(path: Path) -> None:
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename in `folder` survive a power cut (POSIX; a no-op elsewhere)."""
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    if os.name == "posix":
+        with contextlib.suppress(OSError):
+            _fsync_file(folder)
 
 
 def _discard(tmp: Path) -> None:

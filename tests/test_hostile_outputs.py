@@ -18,8 +18,7 @@ import yaml
 
 from cnnctl.data.synthetic import write_image_folder
 from tests.conftest import TINY, invoke, merge
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.test_resume import start as start_train
 
 
 def one_line_error(result: Any, exit_code: int | tuple[int, ...], *needles: str) -> str:
@@ -158,18 +157,6 @@ def test_train_json_never_overwrites_its_config(runner, write_config) -> None:
 # --------------------------------------------------------------------------------------
 # 2. One run dir, one writer
 # --------------------------------------------------------------------------------------
-
-
-def start_train(config: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cnnctl", "train", str(config), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=config.parent,
-    )
 
 
 def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 120) -> None:
