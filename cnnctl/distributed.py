@@ -12,13 +12,33 @@ What the rest of cnnctl does with it:
 - metrics: sums (loss, correct, counts, confusion matrix) are all-reduced, so every rank
   sees the global figures and takes the same best-checkpoint / early-stopping decisions;
 - files: only rank 0 writes the run dir, checkpoints, logs and plots.
+
+Leaving the group (`close`) must free it, not only unregister it: the gloo backend runs
+worker threads (`pt_gloo_runloop`) and a socket loop (`gloo_tcp_loop`), and only the
+group's destructor stops them. A group still referenced when Python exits keeps them
+running while the interpreter finalizes; a worker that then releases a finished
+collective's tensor takes the GIL, CPython 3.11 ends that thread with pthread_exit, the
+unwind meets a C++ destructor, and the rank dies of `terminate called without an active
+exception` (SIGABRT). Two things kept the group alive after destroy_process_group():
+torch.distributed.nn.functional, whose functions take `group=group.WORLD` as a default
+argument evaluated when the module is first imported (DistributedDataParallel imports it,
+so when that came after init_process_group its defaults held the group for good; it is
+now imported before), and, when an error ends the job, its traceback: the frames it went
+through hold the group (torch's collective functions) and the DDP model (the training
+frames), which `close` now clears and detaches. docs/distributed.md has the evidence,
+`bench/ddp_soak.py` the soak test.
 """
 
 from __future__ import annotations
 
 import datetime
+import gc
+import logging
 import os
-from dataclasses import dataclass
+import sys
+import traceback
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,6 +55,8 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    # the DistributedDataParallel wrappers `wrap` made, for `close` to detach from the group
+    _wrapped: list[weakref.ref[torch.nn.Module]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def enabled(self) -> bool:
@@ -65,6 +87,11 @@ class Dist:
                     f"({torch.cuda.device_count()} here); use fewer processes per node or --device cpu"
                 )
             torch.cuda.set_device(local)
+        # Before init_process_group, so that the `group=group.WORLD` defaults of its functions
+        # are None, not this group: imported later (DDP imports it), they would hold the group,
+        # and its threads, past destroy_process_group into interpreter exit (see the module doc).
+        from torch.distributed.nn import functional  # noqa: F401
+
         if not dist.is_initialized():
             dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
         return Dist(rank, world, local)
@@ -114,14 +141,62 @@ class Dist:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        wrapped = DistributedDataParallel(model, device_ids=ids)
+        self._wrapped.append(weakref.ref(wrapped))
+        return wrapped
 
     def close(self) -> None:
-        if self.enabled:
-            import torch.distributed as dist
+        """Leave the process group and free it, so that its threads stop here, not at exit.
 
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        Each rank only waits for its own collectives in flight (the group's destructor
+        does): no barrier, which would hang a rank whose peer failed elsewhere. Called while
+        an error is on its way out (from a `finally`), it first clears the locals of the
+        frames that error left, which hold the group (torch's collectives, the training
+        frames' DDP model); and the DDP wrappers `wrap` made are detached from the group,
+        wherever they are still referenced: they cannot be used afterwards.
+        """
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return
+        _clear_frames_of(sys.exc_info()[1])
+        group = weakref.ref(dist.group.WORLD)
+        while self._wrapped:
+            wrapper = self._wrapped.pop()()
+            if wrapper is not None:  # its reducer and logger hold the group too
+                for name in ("reducer", "logger", "process_group"):
+                    wrapper.__dict__.pop(name, None)
+        dist.destroy_process_group()
+        if group() is not None:
+            gc.collect()  # a wrapper in a reference cycle
+        if group() is not None:
+            logging.getLogger("cnnctl").warning(
+                "distributed: the process group is still referenced after leaving it; its threads "
+                "run on until exit, where they can abort this process"
+            )
+
+
+def _clear_frames_of(err: BaseException | None) -> None:
+    """Drop the local variables of the finished frames in `err`'s traceback and its causes'
+    (the frames still running, this one's callers, are left alone)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if err.__traceback__ is not None:
+            traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
+
+
+# How gloo (and the TCP store) word a collective failing because a peer process went away.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def peer_gone(err: BaseException) -> bool:
+    """Did a collective fail because another process of the job is gone (failed, killed)?
+    The caller can then say so in one line: the other process's own error says why."""
+    return isinstance(err, RuntimeError) and any(sign in str(err) for sign in _PEER_GONE)
 
 
 def shard_order(order: torch.Tensor, shard: tuple[int, int] | None, pad: bool) -> torch.Tensor:

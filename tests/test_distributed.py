@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 import yaml
 
-from cnnctl.distributed import shard_order
+from cnnctl.distributed import peer_gone, shard_order
 from tests.conftest import TINY, invoke, merge
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_soak() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ddp_soak", ROOT / "bench" / "ddp_soak.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+soak = _load_soak()  # bench/ddp_soak.py: its exit report hook and what it counts as a failure
 
 # 3 classes x 36: 27 val and 21 test images (odd: the shards are uneven), 60 train images.
 # No dropout, no augmentation, no BatchNorm: nothing differs between ranks but their data.
@@ -33,11 +46,24 @@ def rows(run: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items() if k != "seconds"} for r in csv.DictReader(handle)]
 
 
-def launch(args: list[str], cwd: Path, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join(str(p) for p in (extra_path, ROOT) if p is not None)
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+def launch(args: list[str], cwd: Path, hook: str = "") -> subprocess.CompletedProcess[str]:
+    """`cnnctl train ARGS --nproc 2`; every rank runs `hook` at startup and reports its threads
+    at exit (`ddp-soak: rank R threads at exit: ...`, bench/ddp_soak.py's hook)."""
+    site = cwd / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(soak.EXIT_REPORT + hook)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "cnnctl", "train", *args, "--nproc", "2"]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def assert_clean_exit(done: subprocess.CompletedProcess[str], ranks: int = 2) -> None:
+    """No rank aborted, and none had a process group's threads alive at exit: they would run
+    on while Python finalizes, where one taking the GIL kills the process with `terminate
+    called without an active exception` (SIGABRT) now and then, on a busy machine."""
+    assert "terminate called" not in done.stderr, done.stderr[-3000:]
+    assert soak.leftover_threads(done.stderr) == [], done.stderr[-3000:]
+    assert done.stderr.count("ddp-soak: rank") == ranks, done.stderr[-3000:]
 
 
 def test_shards_pad_training_and_never_repeat_evaluation() -> None:
@@ -48,12 +74,20 @@ def test_shards_pad_training_and_never_repeat_evaluation() -> None:
     assert sorted(evaluation[0] + evaluation[1]) == list(range(7))
 
 
+def test_a_collective_failing_for_a_lost_peer_is_told_apart() -> None:
+    gloo = "[third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:2224."
+    assert peer_gone(RuntimeError(gloo))
+    assert not peer_gone(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not peer_gone(ValueError("Connection closed by peer"))  # only what a collective raises
+
+
 def test_two_processes_match_one_process_with_the_same_global_batch(runner, tmp_path: Path) -> None:
     cfg = merge(merge(TINY, DDP), {"output": {"dir": str(tmp_path / "runs")}})
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump(cfg))
     done = launch([str(config), "--name", "two"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert_clean_exit(done)
     assert done.stdout.count("training finished") == 1  # rank 1 prints nothing
     assert "2 processes (gloo), batch 8 per process = 16 per optimizer step" in done.stdout
     runs = (tmp_path / "runs").iterdir()
@@ -85,15 +119,13 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runner, tmp_
         ["--resume", str(tmp_path / "runs" / "two"), "--set", "train.epochs=5", "--force"], tmp_path
     )
     assert again.returncode == 0, again.stderr[-3000:]
+    assert_clean_exit(again)
     assert [row["epoch"] for row in rows(tmp_path / "runs" / "two")] == [1, 2, 3, 4, 5]
     assert again.stdout.count("training finished") == 1
 
 
 def test_a_failing_rank_brings_the_job_down(tmp_path: Path) -> None:
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
-        "import os\n"
+    hook = (
         "if os.environ.get('RANK') == '1':\n"
         "    from cnnctl import engine\n"
         "    from cnnctl.errors import RunFailed\n"
@@ -104,6 +136,22 @@ def test_a_failing_rank_brings_the_job_down(tmp_path: Path) -> None:
     cfg = merge(merge(TINY, DDP), {"output": {"dir": str(tmp_path / "runs")}})
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    done = launch([str(config)], tmp_path, extra_path=hook)  # timeout: a hang fails the test
+    done = launch([str(config)], tmp_path, hook=hook)  # timeout: a hang fails the test
     assert done.returncode != 0
     assert "error: rank 1 failed on purpose" in done.stderr
+    # The failing rank's DDP wrapper is still referenced (by the error's traceback) when it
+    # leaves the group: close() detaches it, so the group and its threads still go.
+    assert "terminate called" not in done.stderr, done.stderr[-3000:]
+    assert soak.leftover_threads(done.stderr) == [], done.stderr[-3000:]
+    assert "ddp-soak: rank 1 threads at exit" in done.stderr
+
+
+@pytest.mark.slow
+def test_ddp_soak_short_under_a_cpu_hog(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/ddp_soak.py's short version: 2 DDP jobs in a row beside a busy-loop process,
+    torchrun launched directly (one interpreter fewer per job); `python bench/ddp_soak.py`
+    is the full one (20 jobs, 2 hog processes)."""
+    code = soak.main(["--runs", "2", "--hogs", "1", "--epochs", "1", "--torchrun", "--timeout", "120"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ddp soak: 2 runs, 0 failures, under a 1-process CPU hog" in out
