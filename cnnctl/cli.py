@@ -377,7 +377,14 @@ def export(
 
 def _torchrun(nproc: int, train_args: list[str]) -> int:
     """`cnnctl train --nproc N ...` = torchrun --standalone --nproc_per_node N -m cnnctl train ...;
-    its exit code (non-zero as soon as any process fails: torchrun stops the others)."""
+    its exit code (non-zero as soon as any process fails: torchrun stops the others).
+
+    A SIGTERM sent to this process goes on to torchrun, which passes it to every rank (each
+    stops at its next batch, as one process does), and this process waits for them all: it
+    never leaves the job running on its own. Ctrl-C already reaches every process through the
+    terminal. A job that did not finish ends with one line saying so (exit 130 / 143 when
+    stopped by a signal)."""
+    import signal
     import subprocess
 
     command = [
@@ -385,7 +392,29 @@ def _torchrun(nproc: int, train_args: list[str]) -> int:
         "-m", "cnnctl", "train", *train_args,
     ]  # fmt: skip
     typer.echo(f"launching: {' '.join(command[1:])}", err=True)
-    return subprocess.run(command, check=False).returncode
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum))
+        if signum == signal.SIGTERM:
+            launcher.send_signal(signum)
+
+    launcher = subprocess.Popen(command)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = launcher.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        code = 128 + received[0].value
+        typer.echo(f"error: {received[0].name}: the {nproc} processes stopped (see above)", err=True)
+    elif code:
+        typer.echo(
+            f"error: the {nproc}-process job failed (torchrun exit code {code}); its first error is above",
+            err=True,
+        )
+    return code
 
 
 def _usage(message: str) -> CnnctlError:

@@ -38,7 +38,7 @@ from cnnctl.data import (
 )
 from cnnctl.data.transforms import InputSpec, Normalizer, load_for_model
 from cnnctl.devices import Precision, resolve_device, resolve_precision
-from cnnctl.distributed import Dist
+from cnnctl.distributed import Dist, peer_gone
 from cnnctl.engine import (
     EpochRow,
     FitSettings,
@@ -196,6 +196,12 @@ def train(
     try:
         with _logs_to(log), StopSignals() as signals:
             return _train(cfg, run_name, force, progress or SilentProgress(), say, resume, signals, dist)
+    except RuntimeError as err:
+        if dist.enabled and peer_gone(err):  # one line, not a traceback: the other process says why
+            raise RunFailed(
+                f"rank {dist.rank}: another process of the job stopped; this one stops too"
+            ) from None
+        raise
     finally:
         dist.close()
 
