@@ -153,7 +153,8 @@ def is_temp_name(name: str) -> bool:
     if not name.startswith("."):
         return False
     stem, sep, tail = name.rpartition(".tmp")
-    return bool(sep) and bool(stem) and (tail == "" or (tail.startswith("-") and tail[1:].isdigit()))
+    legacy_targets = ("config.yaml", "best.pt", "last.pt", "metrics.csv", "summary.json")
+    return stem[1:] in legacy_targets and (tail == "" or (tail.startswith("-") and tail[1:].isdigit()))
 
 
 def _fsync_file(path: Path) -> None:

@@ -23,7 +23,7 @@ import pickle
 import platform
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
@@ -93,7 +93,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a cnnctl checkpoint (no '{FORMAT}' marker)")
-    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(
+            f"{path}: not a usable checkpoint: 'format_version' {version!r} is not a number"
+        )
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: written by a newer cnnctl (format {data['format_version']}); upgrade cnnctl"
         )
@@ -127,6 +132,12 @@ def metadata_problem(data: dict[str, Any]) -> str | None:
     kind, spec = data["output_kind"], data["model_spec"]
     if kind not in OUTPUT_KINDS:
         return f"'output_kind' {kind!r} is not one of {', '.join(OUTPUT_KINDS)}"
+    if not isinstance(data["config"], dict):
+        return "'config' must be a mapping"
+    shape = spec.get("input_shape") if isinstance(spec, dict) else None
+    given = data["input"]
+    if shape is not None and list(shape) != [given["channels"], *given["size"]]:
+        return f"'input' ({given['channels']}x{given['size']}) disagrees with the model's input shape {shape}"
     outputs = spec.get("num_outputs") if isinstance(spec, dict) else None
     wanted = 1 if kind == "binary_logit" else len(classes)
     if outputs != wanted:
@@ -138,13 +149,13 @@ def _input_problem(spec: Any) -> str | None:
     if not isinstance(spec, dict):
         return "'input' must be a mapping"
     channels, size = spec.get("channels"), spec.get("size")
-    if not isinstance(channels, int) or not 1 <= channels <= 4:
+    if not _count(channels) or not 1 <= channels <= 4:
         return f"'input.channels' {channels!r} must be 1 to 4"
     sides = size if isinstance(size, list | tuple) else []
-    if len(sides) != 2 or not all(isinstance(v, int) and 1 <= v <= MAX_SIDE for v in sides):
+    if len(sides) != 2 or not all(_count(v) and 1 <= v <= MAX_SIDE for v in sides):
         return f"'input.size' {size!r} must be [height, width], 1 to {MAX_SIDE} pixels each"
     resize = spec.get("resize")
-    if resize is not None and not (isinstance(resize, int) and 1 <= resize <= MAX_SIDE):
+    if resize is not None and not (_count(resize) and 1 <= resize <= MAX_SIDE):
         return f"'input.resize' {resize!r} must be null or 1 to {MAX_SIDE}"
     for key in ("mean", "std"):
         values = spec.get(key)
@@ -157,6 +168,10 @@ def _input_problem(spec: Any) -> str | None:
         if key == "std" and not all(v > 0 for v in values):
             return "'input.std' must be positive"
     return None
+
+
+def _count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _weights_problem(state: Any) -> str | None:

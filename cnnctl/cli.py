@@ -503,6 +503,11 @@ def data_synth(
             raise _usage(f"{_printable(str(out_dir))}: exists and is not empty; add --force to write into it")
         if out_dir.exists() and not out_dir.is_dir():
             raise _usage(f"{_printable(str(out_dir))}: exists and is not a folder")
+        from cnnctl.runs import LOCKS, MARKER
+
+        inside_run = any((p / MARKER).is_file() or (p / LOCKS).is_dir() for p in (out_dir, *out_dir.parents))
+        if inside_run:
+            raise _usage(f"{_printable(str(out_dir))}: is inside cnnctl's runs; write the images elsewhere")
 
         shares = {"train": 0.7, "val": 0.15, "test": 0.15} if splits else None
         counts = write_image_folder(out_dir, classes, per_class, size, seed, noise, shares)

@@ -41,6 +41,7 @@ from cnnctl.errors import ConfigError
 # --------------------------------------------------------------------------------------
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB; the largest example config is under 4 KB
+MAX_LR = 1e6  # from 1e38 adam overflows float32 inside torch (a traceback, not a diverging run)
 MAX_SET_BYTES = 64 << 10  # one --set KEY=VALUE item
 MAX_YAML_DEPTH = 32  # nested mappings / lists; a config needs 4 (data.normalize.mean: [...])
 MAX_YAML_NODES = 10_000  # values after alias expansion; a config has a few hundred
@@ -790,14 +791,14 @@ class OptimizerConfig(Section):
         description="Learning rate (peak lr for schedules); torch's default: 0.001, rmsprop 0.01; "
         "auto = run `cnnctl lr-find`'s range test before training and train with its suggestion "
         "(stored in the run's config.yaml).",
-        json_schema_extra=_allowed("x > 0, or auto"),
+        json_schema_extra=_allowed("0 < x <= 1e6, or auto"),
     )
 
     @field_validator("lr")
     @classmethod
     def _lr_positive(cls, value: float | str) -> float | str:
-        if isinstance(value, float) and not value > 0:
-            raise ValueError(f"got {value!r}; the learning rate must be > 0 (or auto)")
+        if isinstance(value, float) and not 0 < value <= MAX_LR:
+            raise ValueError(f"got {value!r}; the learning rate must be > 0 and at most {MAX_LR:g} (or auto)")
         return value
 
     weight_decay: float = Field(
@@ -1341,6 +1342,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     files and bad YAML → ConfigError (one line, file and line number)."""
     path = Path(path)
     try:
+        if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO would block forever
+            raise ConfigError(f"{path}: not a regular file (a FIFO or device?); give a YAML file")
         with path.open("rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)  # never more, whatever the file is
     except FileNotFoundError:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cnnctl.errors import ConfigError
-from cnnctl.runs import MARKER, RUN_FILES
+from cnnctl.runs import MARKER, is_run_file
 
 CHECKPOINT_MARK = b"cnnctl-checkpoint"
 
@@ -66,7 +66,7 @@ def is_checkpoint(path: Path) -> bool:
 
 
 def _is_run_file(path: Path) -> bool:
-    return path.name in RUN_FILES and (path.parent / MARKER).is_file()
+    return is_run_file(path)
 
 
 def _same(path: Path, other: Path | str) -> bool:

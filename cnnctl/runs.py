@@ -30,8 +30,6 @@ RUN_FILES = (
     "last.pt",
     "metrics.csv",
     "summary.json",
-    "splits.csv",
-    "report.html",
     MARKER,
 )
 RUN_FOLDERS = ("plots", "tensorboard")
@@ -198,7 +196,7 @@ def foreign_entries(run_dir: Path) -> list[str]:
         path = run_dir / name
         if path.is_symlink():
             out.append(name)
-        elif name in RUN_FILES or is_temp_name(name):
+        elif (name in RUN_FILES or is_temp_name(name)) and path.is_file():
             continue
         elif name in RUN_FOLDERS and path.is_dir():
             out += [f"{name}/{inner}" for inner in _foreign_in_folder(path, name)]
@@ -222,6 +220,19 @@ def _foreign_in_folder(folder: Path, kind: str) -> list[str]:
         if not ours:
             out.append(inner)
     return out
+
+
+def is_run_file(path: Path) -> bool:
+    """Is `path` (existing or not) one of a cnnctl run's own files: a run file name, an export or
+    its sidecar inside a marked run dir, or a lock file?"""
+    parent = path.parent
+    if parent.name == LOCKS:
+        return True
+    if not (parent / MARKER).is_file():
+        return False
+    if path.name in RUN_FILES or path.name in RUN_FOLDERS:
+        return True
+    return path.exists() and path.name not in foreign_entries(parent)
 
 
 def is_export(path: Path) -> bool:

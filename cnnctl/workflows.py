@@ -152,6 +152,15 @@ def prepare_resume(
 
     path = Path(target)
     last = path / "last.pt" if path.is_dir() else path
+    last = last.parent.resolve() / last.name  # one lock per real run dir, whatever link leads to it
+    from cnnctl.runs import MARKER
+
+    if last.parent.is_dir() and not (last.parent / MARKER).is_file():
+        raise ConfigError(
+            f"{last.parent}: not a cnnctl run dir (no {MARKER} marker), so resume will not write there; "
+            f"if it is a run of a cnnctl from before run markers, create the marker: echo '{{}}' > "
+            f"{last.parent / MARKER}"
+        )
     if last.parent.is_dir():  # a run another process is writing: say so before reading its files
         lock_run(last.parent.parent, last.parent.name).release()
     if last.name == "best.pt":
@@ -554,7 +563,8 @@ def _train_in(
     settings = FitSettings(cfg.train.epochs, cfg.train.monitor, cfg.train.patience, cfg.train.min_delta)
     if resume is not None:  # last: building the session used the RNGs too
         per_rank = resume.checkpoint.get("rng_ranks") or []
-        ckpt.restore_rng(per_rank[dist.rank] if len(per_rank) == dist.world else resume.checkpoint["rng"])
+        with _unusable(run_dir / "last.pt"):
+            ckpt.restore_rng(per_rank[dist.rank] if len(per_rank) == dist.world else resume.checkpoint["rng"])
     try:
         state = fit(
             run.stepper,
@@ -719,12 +729,12 @@ def _finish(run: _Session, run_dir: Path, state: FitState, say: Callable[[str], 
     }
     if dist.enabled:
         summary["processes"] = dist.world
-    if dist.main:
-        write_json(run_dir / "summary.json", summary)
+    if dist.main:  # summary.json last: its presence says the run is done
         if cfg.output.plots:
             _train_plots(
                 run, run_dir, state, test_result or val_result, "test" if test_result else "val", say
             )
+        write_json(run_dir / "summary.json", summary)
     return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary, dist.main)
 
 
@@ -764,14 +774,17 @@ def _restore(
     is rewritten from them.
     """
     data = resume.checkpoint
-    model.load_state_dict(data["model"])
-    assert stepper.optimizer is not None and stepper.schedule is not None
-    stepper.optimizer.load_state_dict(data["optimizer"])
-    stepper.schedule.load_state_dict(data["schedule"])
-    stepper.scaler.load_state_dict(data["scaler"])
-    if stepper.ema is not None and "ema" in data:
-        stepper.ema.load_state_dict(data["ema"])
-    state = FitState(**data["train_state"])
+    with _unusable(resume.run_dir / "last.pt"):
+        model.load_state_dict(data["model"])
+        assert stepper.optimizer is not None and stepper.schedule is not None
+        stepper.optimizer.load_state_dict(data["optimizer"])
+        stepper.schedule.load_state_dict(data["schedule"])
+        stepper.scaler.load_state_dict(data["scaler"])
+        if stepper.ema is not None and "ema" in data:
+            stepper.ema.load_state_dict(data["ema"])
+        state = FitState(**data["train_state"])
+        if not (isinstance(state.epoch, int) and state.epoch >= 1 and len(state.history) == state.epoch):
+            raise ValueError(f"train_state.epoch {state.epoch!r} does not match its history")
     best = resume.run_dir / "best.pt"
     best_epoch = load_own_checkpoint(best, run_id)["epoch"] if write and best.is_file() else state.best_epoch
     if write and state.best_epoch and best_epoch != state.best_epoch:
@@ -788,6 +801,18 @@ def _restore(
     return state
 
 
+@contextlib.contextmanager
+def _unusable(path: Path) -> Iterator[None]:
+    """A last.pt whose training state cannot be put back (crafted or damaged) is one line."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path}: its training state cannot be restored ({reason}); start a new run"
+        ) from None
+
+
 def load_own_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
     """A checkpoint of the run whose id is `run_id` (a run of a cnnctl before run ids has
     none: anything goes); one copied in from another run is refused."""
@@ -801,9 +826,9 @@ def load_own_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
 
 
 def own_run_id(resume: ResumePoint, write: bool) -> str:
-    """The resumed run's id: its marker's and last.pt's must agree. A run from before run ids
-    gets one now (its marker written) that every later checkpoint carries."""
-    from cnnctl.runs import MARKER, run_id
+    """The resumed run's id: its marker's and last.pt's must agree ("" for a run from before run
+    ids: nothing to check)."""
+    from cnnctl.runs import run_id
 
     marked, stored = run_id(resume.run_dir), resume.checkpoint.get("run_id")
     if marked and stored and marked != stored:
@@ -811,11 +836,7 @@ def own_run_id(resume: ResumePoint, write: bool) -> str:
             f"{resume.run_dir / 'last.pt'}: belongs to another run (run id {stored}, the folder's is "
             f"{marked}); put this run's own last.pt back, or start a new run"
         )
-    if marked or stored:
-        return str(marked or stored)
-    if write and not (resume.run_dir / MARKER).exists():  # its checkpoints carry no id to check
-        write_json(resume.run_dir / MARKER, {"run_id": "", "adopted": True}, "run marker")
-    return ""
+    return str(marked or stored or "")
 
 
 def data_fingerprint(splits: Splits) -> dict[str, Any]:

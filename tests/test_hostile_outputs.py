@@ -426,3 +426,131 @@ def test_a_temp_file_left_by_a_killed_writer_goes_with_the_next_write(tmp_path: 
     alive.write_text("in progress")
     atomic.write_text(target, "whole\n")
     assert target.read_text() == "whole\n" and not stale.exists() and alive.exists()
+
+
+# --------------------------------------------------------------------------------------
+# What the red-team pass found after the first round
+# --------------------------------------------------------------------------------------
+
+
+def test_resume_writes_only_into_a_marked_run_dir(runner, trained_run: Path, tmp_path: Path) -> None:
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "config.yaml").write_text("NOTES\n")
+    shutil.copy(trained_run / "last.pt", user / "last.pt")
+    before = tree(user)
+    result = invoke(runner, "train", "--resume", user / "last.pt", "--set", "train.epochs=5", "--force")
+    one_line_error(result, 2, "not a cnnctl run dir")
+    assert tree(user) == before
+
+
+def test_resume_through_a_symlink_takes_the_real_run_dirs_lock(
+    runner, trained_run: Path, tmp_path: Path
+) -> None:
+    from cnnctl.runs import lock_run
+
+    run = copy_run(trained_run, tmp_path)
+    alias = tmp_path / "alias"
+    alias.symlink_to(run, target_is_directory=True)
+    held = lock_run(run.parent, run.name)
+    try:
+        result = invoke(runner, "train", "--resume", alias, "--set", "train.epochs=5", "--force")
+        one_line_error(result, 2, "another cnnctl process")
+    finally:
+        held.release()
+
+
+def test_force_never_deletes_a_folder_named_like_a_run_file(runner, write_config, tmp_path: Path) -> None:
+    config = write_config({"train": {"epochs": 1}})
+    assert invoke(runner, "train", config).exit_code == 0
+    run = tmp_path / "runs" / "tiny"
+    (run / "summary.json").unlink()
+    (run / "summary.json" / "p").mkdir(parents=True)
+    (run / "summary.json" / "p" / "thesis.txt").write_text("data")
+    (run / ".thesis.tmp").write_text("mine")
+    one_line_error(invoke(runner, "train", config, "--force"), 2, "did not write")
+    assert (run / "summary.json" / "p" / "thesis.txt").read_text() == "data" and (
+        run / ".thesis.tmp"
+    ).exists()
+
+
+def test_outputs_never_replace_an_export_of_a_run_or_a_lock_file(
+    runner, trained_run: Path, tmp_path: Path
+) -> None:
+    run = copy_run(trained_run, tmp_path)
+    assert invoke(runner, "export", run, "-f", "torchscript").exit_code == 0
+    images = tmp_path / "images"
+    write_image_folder(images, 3, 1, 16, 0, 0.05, None)
+    sidecar = run / "model.ts.pt.json"
+    before = sidecar.read_bytes()
+    one_line_error(
+        invoke(runner, "predict", run, images, "--out", sidecar, "--force"), 2, "file of a cnnctl run"
+    )
+    assert sidecar.read_bytes() == before
+    (run.parent / ".cnnctl-locks").mkdir(exist_ok=True)
+    lock = run.parent / ".cnnctl-locks" / "x.json"
+    one_line_error(invoke(runner, "evaluate", run, "--no-plots", "--json", lock), 2, "file of a cnnctl run")
+
+
+def test_data_synth_replaces_symlinks_never_writes_through_them(
+    runner, trained_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "s"
+    assert invoke(runner, "data", "synth", out, "--per-class", "2").exit_code == 0
+    thesis = tmp_path / "thesis.txt"
+    thesis.write_text("THESIS")
+    (out / "circle" / "00001.png").unlink()
+    (out / "circle" / "00001.png").symlink_to(thesis)
+    assert invoke(runner, "data", "synth", out, "--per-class", "2", "--force").exit_code == 0
+    assert thesis.read_text() == "THESIS" and not (out / "circle" / "00001.png").is_symlink()
+    run = copy_run(trained_run, tmp_path)
+    one_line_error(invoke(runner, "data", "synth", run, "--force"), 2, "inside cnnctl's runs")
+    (run.parent / ".cnnctl-locks").mkdir(exist_ok=True)  # as in every runs folder cnnctl wrote
+    one_line_error(invoke(runner, "data", "synth", run.parent / "new", "--force"), 2, "inside cnnctl's runs")
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"format_version": "abc"}, "format_version"),
+        ({"config": "x"}, "'config'"),
+        (
+            {"input": {"channels": 3, "size": [True, True], "resize": None, "mean": [0] * 3, "std": [1] * 3}},
+            "input.size",
+        ),
+        (
+            {"input": {"channels": 3, "size": [32, 32], "resize": None, "mean": [0] * 3, "std": [1] * 3}},
+            "input shape",
+        ),
+    ],
+)
+def test_more_crafted_checkpoints_are_one_line(
+    runner, trained_run: Path, tmp_path: Path, change: dict[str, Any], needle: str
+) -> None:
+    path = crafted(trained_run, tmp_path, change)
+    for args in (("evaluate", path, "--no-plots"), ("summary", path)):
+        one_line_error(invoke(runner, *args), 2, needle)
+
+
+@pytest.mark.parametrize("field", ["optimizer", "train_state", "rng"])
+def test_a_crafted_last_pt_is_one_line_on_resume(
+    runner, trained_run: Path, tmp_path: Path, field: str
+) -> None:
+    run = copy_run(trained_run, tmp_path)
+    data = torch.load(run / "last.pt", weights_only=True)
+    data[field] = {"epoch": 1} if field == "train_state" else {}
+    torch.save(data, run / "last.pt")
+    result = invoke(runner, "train", "--resume", run, "--set", "train.epochs=5", "--force")
+    one_line_error(result, 2, "last.pt")
+
+
+def test_an_absurd_lr_and_a_fifo_config_are_one_line(runner, write_config, tmp_path: Path) -> None:
+    config = write_config()
+    one_line_error(
+        invoke(runner, "config", "validate", config, "--set", "optimizer.lr=1e300"), 2, "optimizer.lr"
+    )
+    fifo = tmp_path / "f.yaml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    one_line_error(invoke(runner, "config", "validate", fifo), 2, "not a regular file")
+    assert time.monotonic() - started < 5

@@ -8,11 +8,15 @@ tests, and `write_image_folder` writes it out as real PNG files for the image-fo
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from cnnctl.atomic import write_with
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring")
 
@@ -114,6 +118,11 @@ def write_image_folder(
         split = list(shares)[min(int(np.searchsorted(bounds, i, side="right")), len(shares) - 1)]
         folder = out_dir / split / names[label] if split else out_dir / names[label]
         folder.mkdir(parents=True, exist_ok=True)
-        img.save(folder / f"{i:05d}.png")
+        # through cnnctl.atomic: a symlink in the folder is replaced, never written through
+        write_with(folder / f"{i:05d}.png", functools.partial(_save_png, img), "image")
         counts[split] += 1
     return counts
+
+
+def _save_png(img: Image.Image, handle: IO[bytes]) -> None:
+    img.save(handle, format="PNG")
