@@ -121,28 +121,34 @@ def metadata_problem(data: dict[str, Any]) -> str | None:
 
     Checks what evaluate/predict/export rely on: the class names, the input spec, the output
     kind and count, and that every weight is a finite tensor."""
-    classes = data["classes"]
+    spec = data["model_spec"] if isinstance(data["model_spec"], dict) else {}
+    problem = io_problem(data["classes"], data["input"], data["output_kind"], spec.get("num_outputs"))
+    if problem:
+        return problem
+    if not isinstance(data["config"], dict):
+        return "'config' must be a mapping"
+    shape, given = spec.get("input_shape"), data["input"]
+    if shape is not None and list(shape) != [given["channels"], *given["size"]]:
+        return f"'input' ({given['channels']}x{given['size']}) disagrees with the model's input shape {shape}"
+    return _weights_problem(data["model"])
+
+
+def io_problem(classes: Any, input_spec: Any, kind: Any, outputs: Any) -> str | None:
+    """What is wrong with a model's classes, input spec, output kind and output count (a
+    checkpoint's or an export sidecar's), or None."""
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         return "'classes' must be a non-empty list of names"
     if len(classes) > MAX_CLASSES or len(set(classes)) != len(classes):
         return "'classes' holds repeated names (or absurdly many)"
-    problem = _input_problem(data["input"])
+    problem = _input_problem(input_spec)
     if problem:
         return problem
-    kind, spec = data["output_kind"], data["model_spec"]
     if kind not in OUTPUT_KINDS:
         return f"'output_kind' {kind!r} is not one of {', '.join(OUTPUT_KINDS)}"
-    if not isinstance(data["config"], dict):
-        return "'config' must be a mapping"
-    shape = spec.get("input_shape") if isinstance(spec, dict) else None
-    given = data["input"]
-    if shape is not None and list(shape) != [given["channels"], *given["size"]]:
-        return f"'input' ({given['channels']}x{given['size']}) disagrees with the model's input shape {shape}"
-    outputs = spec.get("num_outputs") if isinstance(spec, dict) else None
     wanted = 1 if kind == "binary_logit" else len(classes)
     if outputs != wanted:
         return f"the model has {outputs!r} outputs for {len(classes)} classes ({kind})"
-    return _weights_problem(data["model"])
+    return None
 
 
 def _input_problem(spec: Any) -> str | None:

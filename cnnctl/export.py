@@ -536,6 +536,13 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     missing = [k for k in ("classes", "input", "output_kind") if k not in meta]
     if missing:
         raise CheckpointError(f"{sidecar}: lacks {', '.join(missing)}")
+    from cnnctl.checkpoint import io_problem
+
+    shape = (meta.get("output") or {}).get("shape") if isinstance(meta.get("output"), dict) else None
+    outputs = shape[-1] if isinstance(shape, list) and shape else None
+    problem = io_problem(meta["classes"], meta["input"], meta["output_kind"], outputs)
+    if problem:
+        raise CheckpointError(f"{sidecar}: not a usable sidecar: {problem}")
     return meta
 
 

@@ -554,3 +554,27 @@ def test_an_absurd_lr_and_a_fifo_config_are_one_line(runner, write_config, tmp_p
     started = time.monotonic()
     one_line_error(invoke(runner, "config", "validate", fifo), 2, "not a regular file")
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"classes": []}, "'classes'"),
+        ({"classes": ["a", "b", "c", "d"]}, "outputs for 4 classes"),
+        ({"output_kind": "binary_logit"}, "outputs for 3 classes"),
+        ({"output_kind": "foo"}, "output_kind"),
+        ({"input": {"channels": 3, "size": [16, 16], "resize": -5, "mean": [0.5], "std": [1] * 3}}, "input."),
+    ],
+)
+def test_a_crafted_export_sidecar_is_one_line(
+    runner, trained_run: Path, tmp_path: Path, change: dict[str, Any], needle: str
+) -> None:
+    import json
+
+    model = tmp_path / "m.onnx"
+    assert invoke(runner, "export", trained_run, "--out", model).exit_code == 0
+    sidecar = tmp_path / "m.onnx.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), **change}))
+    images = tmp_path / "images"
+    write_image_folder(images, 3, 1, 16, 0, 0.05, None)
+    one_line_error(invoke(runner, "predict", model, images), 2, "not a usable sidecar", needle)
