@@ -41,7 +41,7 @@ from cnnctl.errors import ConfigError
 # --------------------------------------------------------------------------------------
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB; the largest example config is under 4 KB
-MAX_LR = 1e6  # from 1e38 adam overflows float32 inside torch (a traceback, not a diverging run)
+MAX_LR = 1e30  # far above any useful lr; from 1e38 torch overflows float32 (a traceback, not a diverging run)
 MAX_SET_BYTES = 64 << 10  # one --set KEY=VALUE item
 MAX_YAML_DEPTH = 32  # nested mappings / lists; a config needs 4 (data.normalize.mean: [...])
 MAX_YAML_NODES = 10_000  # values after alias expansion; a config has a few hundred
@@ -791,7 +791,7 @@ class OptimizerConfig(Section):
         description="Learning rate (peak lr for schedules); torch's default: 0.001, rmsprop 0.01; "
         "auto = run `cnnctl lr-find`'s range test before training and train with its suggestion "
         "(stored in the run's config.yaml).",
-        json_schema_extra=_allowed("0 < x <= 1e6, or auto"),
+        json_schema_extra=_allowed("0 < x <= 1e30, or auto"),
     )
 
     @field_validator("lr")
