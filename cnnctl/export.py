@@ -21,6 +21,7 @@ onnxruntime's CPU provider, for `cnnctl predict MODEL.onnx ...`.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -492,9 +493,11 @@ def _export_torchscript(model: nn.Module, sample: torch.Tensor, path: Path) -> N
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit is deprecated, still supported
             scripted = torch.jit.trace(model, sample, check_trace=False)
-            scripted.save(str(path))
+            buffer = io.BytesIO()  # torch's C++ writer aborts the process on a full disk: write in Python
+            torch.jit.save(scripted, buffer)
     except Exception as err:  # noqa: BLE001
         raise RunFailed(f"TorchScript export failed: {_first_line(err)}") from None
+    path.write_bytes(buffer.getvalue())  # an OSError here is one line (cnnctl.atomic)
 
 
 def _verify_torchscript(
