@@ -204,7 +204,12 @@ def train(
     say = log or (lambda message: None)
     try:
         with _logs_to(log), StopSignals() as signals:
-            return _train(cfg, run_name, force, progress or SilentProgress(), say, resume, signals, dist)
+            check_name(run_name)
+            run = _build_session(cfg, resume, signals, dist)
+            with contextlib.ExitStack() as held:  # the run's lock, released however it ends
+                return _train_in(
+                    run, run_name, force, progress or SilentProgress(), say, resume, signals, held
+                )
     except RuntimeError as err:
         if dist.enabled and peer_gone(err):  # one line, not a traceback: the other process says why
             raise RunFailed(
@@ -471,22 +476,6 @@ def _cached_features(
         f"{time.perf_counter() - started:.1f}s; the head trains on their {width} features"
     )
     return out
-
-
-def _train(
-    cfg: RunConfig,
-    run_name: str,
-    force: bool,
-    progress: Progress,
-    say: Callable[[str], None],
-    resume: ResumePoint | None,
-    signals: StopSignals,
-    dist: Dist,
-) -> TrainOutcome:
-    check_name(run_name)
-    run = _build_session(cfg, resume, signals, dist)
-    with contextlib.ExitStack() as held:
-        return _train_in(run, run_name, force, progress, say, resume, signals, held)
 
 
 def _claim(
