@@ -43,4 +43,4 @@ clean:
 	rm -rf demo runs .pytest_cache .mypy_cache .ruff_cache
 
 docs: install
-	$(BIN)/python -m cnnctl.config_docs > docs/config.md
+	$(BIN)/python -m cnnctl.config.docs > docs/config.md

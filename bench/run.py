@@ -31,9 +31,9 @@ from torch.utils.data import DataLoader, TensorDataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cnnctl import workflows  # noqa: E402
 from cnnctl.config import load_config  # noqa: E402
 from cnnctl.data import build_splits  # noqa: E402
+from cnnctl.workflows import train as workflows  # noqa: E402
 
 
 @dataclass

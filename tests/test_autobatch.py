@@ -7,8 +7,9 @@ import torch
 import yaml
 from torch import nn
 
-from cnnctl import autobatch, workflows
 from cnnctl.config import load_config
+from cnnctl.engine import autobatch
+from cnnctl.workflows import train as workflows
 from tests.conftest import invoke
 
 
@@ -41,7 +42,7 @@ def test_probe_backs_off_at_the_first_out_of_memory(monkeypatch: pytest.MonkeyPa
 def test_an_out_of_memory_mid_run_is_one_clear_line(
     runner, write_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cnnctl import engine
+    from cnnctl.engine import loop as engine
 
     def oom(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         self.position = (1, 3)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnctl import workflows
 from cnnctl.config import load_config
-from cnnctl.optim import batch_mixer, train_loss_fn
+from cnnctl.session.optim import batch_mixer, train_loss_fn
+from cnnctl.workflows import train as workflows
 from tests.conftest import TINY, invoke
 
 NO_DROPOUT = {"model": {**TINY["model"], "dropout": 0.0}}
@@ -88,7 +88,7 @@ def test_ema_weights_are_validated_and_best_pt_records_which_won(write_config, r
 
 
 def test_ema_wins_when_the_raw_weights_are_noisy(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnnctl import engine
+    from cnnctl.engine import loop as engine
 
     original = engine.Stepper.evaluate
 
@@ -109,7 +109,7 @@ def test_ema_wins_when_the_raw_weights_are_noisy(write_config, monkeypatch: pyte
 @pytest.mark.parametrize("name", ["cosine", "plateau", "step", "none"])
 def test_warmup_starts_at_a_hundredth_of_the_lr_for_any_schedule(name: str) -> None:
     from cnnctl.config import SchedulerConfig
-    from cnnctl.optim import Schedule
+    from cnnctl.session.optim import Schedule
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     cfg = SchedulerConfig.model_validate(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnctl import checkpoint as ckpt
-from cnnctl.errors import CheckpointError, RunFailed
+from cnnctl.artifacts import checkpoint as ckpt
+from cnnctl.core.errors import CheckpointError, RunFailed
 from tests.conftest import invoke
 
 
@@ -66,7 +66,7 @@ def test_disk_full_is_one_clear_line_and_keeps_the_old_file(tmp_path: Path, monk
 
 SAVER = """
 import sys, torch
-from cnnctl import checkpoint as ckpt
+from cnnctl.artifacts import checkpoint as ckpt
 target = sys.argv[1]
 i = 0
 print("ready", flush=True)

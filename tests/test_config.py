@@ -21,7 +21,7 @@ from cnnctl.config import (
     load_config,
     validate,
 )
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 from tests.conftest import invoke
 
 
@@ -238,7 +238,7 @@ def test_built_optimizer_is_torchs_default_optimizer(name: str) -> None:
     also the ones cnnctl does not expose (eps, alpha, dampening, amsgrad, ...)."""
     import torch
 
-    from cnnctl.optim import build_optimizer
+    from cnnctl.session.optim import build_optimizer
 
     param = torch.nn.Parameter(torch.zeros(3))
     ours = build_optimizer(OptimizerConfig.model_validate({"name": name}), [param], torch.device("cpu"))
@@ -254,7 +254,7 @@ def test_sgd_with_only_a_learning_rate_is_plain_sgd(tmp_path: Path) -> None:
     `optimizer: {name: sgd, lr: 0.1}` it used to get momentum 0.9 (and an MLP diverged)."""
     import torch
 
-    from cnnctl.optim import build_optimizer
+    from cnnctl.session.optim import build_optimizer
 
     path = tmp_path / "sgd.yaml"
     path.write_text("data: {source: synthetic}\nmodel: {name: mlp}\noptimizer: {name: sgd, lr: 0.1}\n")
@@ -281,7 +281,7 @@ def test_sgd_with_only_a_learning_rate_is_plain_sgd(tmp_path: Path) -> None:
 def test_plateau_and_loss_are_torchs_defaults() -> None:
     import torch
 
-    from cnnctl.optim import Schedule, train_loss_fn
+    from cnnctl.session.optim import Schedule, train_loss_fn
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     ours = Schedule(SchedulerConfig.model_validate({"name": "plateau"}), optimizer, 5, 10).plateau

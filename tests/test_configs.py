@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnctl import workflows
 from cnnctl.config import RunConfig, load_config
 from cnnctl.data.synthetic import write_image_folder
+from cnnctl.workflows import train as workflows
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

@@ -18,9 +18,9 @@ import torch
 import yaml
 
 from cnnctl.config import validate
+from cnnctl.core.errors import DataError
 from cnnctl.data import build_splits, folder, make_loader, stratified_split
 from cnnctl.data.synthetic import write_image_folder
-from cnnctl.errors import DataError
 from tests.conftest import TINY, invoke, merge
 
 T = TypeVar("T")

@@ -15,9 +15,9 @@ import yaml
 from PIL import Image
 
 from cnnctl.config import DataConfig
+from cnnctl.core.errors import DataError
 from cnnctl.data import build_splits, prepare_images, torchvision_source
 from cnnctl.data.transforms import InputSpec, fit_size, pil_to_uint8, to_mode
-from cnnctl.errors import DataError
 from tests.conftest import invoke
 
 # --------------------------------------------------------------------------------------

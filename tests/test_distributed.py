@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from cnnctl.distributed import peer_gone, shard_order
+from cnnctl.runtime.distributed import peer_gone, shard_order
 from tests.conftest import TINY, invoke, merge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,8 +127,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runner, tmp_
 def test_a_failing_rank_brings_the_job_down(tmp_path: Path) -> None:
     hook = (
         "if os.environ.get('RANK') == '1':\n"
-        "    from cnnctl import engine\n"
-        "    from cnnctl.errors import RunFailed\n"
+        "    from cnnctl.engine import loop as engine\n"
+        "    from cnnctl.core.errors import RunFailed\n"
         "    def boom(self, *args, **kwargs):\n"
         "        raise RunFailed('rank 1 failed on purpose')\n"
         "    engine.Stepper.train_epoch = boom\n"

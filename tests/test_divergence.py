@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from cnnctl.engine import EpochRow, divergence, divergence_advice
-from cnnctl.report import epoch_line
+from cnnctl.engine.loop import EpochRow, divergence, divergence_advice
+from cnnctl.report.console import epoch_line
 from tests.conftest import invoke
 
 LN10 = math.log(10)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnctl import workflows
 from cnnctl.data.synthetic import write_image_folder
+from cnnctl.workflows import train as workflows
 from tests.conftest import invoke
 
 

@@ -19,12 +19,13 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
-from cnnctl import export, workflows
 from cnnctl.cli import app
+from cnnctl.core.errors import ConfigError, RunFailed
 from cnnctl.data.synthetic import write_image_folder
-from cnnctl.errors import ConfigError, RunFailed
-from cnnctl.export import OnnxClassifier, export_model, sidecar_path
 from cnnctl.models import ModelSpec, build_model
+from cnnctl.workflows import export
+from cnnctl.workflows import train as workflows
+from cnnctl.workflows.export import OnnxClassifier, export_model, sidecar_path
 from tests.conftest import TINY, invoke, merge
 
 pytest.importorskip("onnxruntime")

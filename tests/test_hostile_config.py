@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from cnnctl.config import MAX_SEED, SMALLEST_CONFIG, load_config, validate
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 from tests.conftest import TINY, invoke, merge
 
 FAST = 2.0  # seconds: every refusal here is meant to be instant
@@ -44,7 +44,7 @@ def timed(runner: Any, *args: Any) -> Any:
 def _torch_imported() -> None:
     """`cnnctl train` imports torch (seconds, once per process) before it reads the config;
     import it up front so the timings measure the refusals, not that import."""
-    import cnnctl.workflows  # noqa: F401
+    import cnnctl.workflows.train  # noqa: F401
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ import pytest
 import torch
 import yaml
 
-from cnnctl import report
 from cnnctl.data.synthetic import write_image_folder
-from cnnctl.report import console_for, printable
+from cnnctl.report import console as report
+from cnnctl.report.console import console_for, printable
 from tests.conftest import TINY, invoke, merge
 
 # The class folders' names, as bytes (how they are on disk), in folder sort order.
@@ -211,7 +211,7 @@ def test_a_hostile_run_name_in_a_console_line(name: str) -> None:
 def test_prediction_files_hold_cells_as_they_are(tmp_path: Path) -> None:
     """A cell starting with = + - @ is written as it is, not prefixed: the CSV is data for
     programs and a path must round-trip (docs/reliability.md says what a spreadsheet does)."""
-    from cnnctl.workflows import Prediction
+    from cnnctl.workflows.train import Prediction
 
     cells = ["=SUM(1+2)", "+1", "-1", "@x", NAMES[2], NAMES[3]]
     rows = [Prediction(f"d/{c}.png", c, 0.5, [(c, 0.5)], "") for c in cells]
@@ -233,7 +233,7 @@ def test_prediction_files_hold_cells_as_they_are(tmp_path: Path) -> None:
 
 
 def test_a_prediction_file_appears_only_when_complete(tmp_path: Path) -> None:
-    from cnnctl.workflows import Prediction
+    from cnnctl.workflows.train import Prediction
 
     out = tmp_path / "p.csv"
     stream = report.write_predictions(iter([Prediction("a.png", "x", 0.5, [], "")] * 3), out, topk=1)

@@ -414,7 +414,7 @@ def test_data_synth_never_writes_into_a_users_folder_without_force(runner, tmp_p
 
 
 def test_a_temp_file_left_by_a_killed_writer_goes_with_the_next_write(tmp_path: Path) -> None:
-    from cnnctl import atomic
+    from cnnctl.core import atomic
 
     target = tmp_path / "preds.csv"
     dead = subprocess.run(
@@ -447,7 +447,7 @@ def test_resume_writes_only_into_a_marked_run_dir(runner, trained_run: Path, tmp
 def test_resume_through_a_symlink_takes_the_real_run_dirs_lock(
     runner, trained_run: Path, tmp_path: Path
 ) -> None:
-    from cnnctl.runs import lock_run
+    from cnnctl.artifacts.rundir import lock_run
 
     run = copy_run(trained_run, tmp_path)
     alias = tmp_path / "alias"

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnnctl.config import validate
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 from cnnctl.models import ModelSpec, build_model, list_models, register
 
 

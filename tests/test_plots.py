@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cnnctl import plots
+from cnnctl.report import plots
 
 
 def assert_png(path: Path, min_side: int = 300) -> None:

@@ -14,10 +14,10 @@ import yaml
 from PIL import Image
 
 from cnnctl.config import dump_yaml, validate
+from cnnctl.core.errors import ConfigError, RunFailed
 from cnnctl.data import EpochLoader, TensorBatches, build_splits, make_loader
 from cnnctl.data.transforms import build_augment
-from cnnctl.errors import ConfigError, RunFailed
-from cnnctl.lrfind import batch_noise, smooth, suggest
+from cnnctl.engine.lr_range import batch_noise, smooth, suggest
 from tests.conftest import TINY, invoke, merge
 
 SIZE = (16, 16)
@@ -263,7 +263,7 @@ def test_lr_find_prints_one_line_and_sgd_lands_in_the_band(runner, write_config,
 
 def test_lr_find_steps_like_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """One sweep step is one optimizer step: train.accumulate batches (mixup left out)."""
-    import cnnctl.lrfind as lrfind
+    import cnnctl.engine.lr_range as lrfind
 
     seen: list[int] = []
     cycle = lrfind._cycle
@@ -281,8 +281,8 @@ def test_lr_find_steps_like_training(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_lr_find_sweeps_without_mixup(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cnnctl.lrfind as lrfind
-    from cnnctl import optim
+    import cnnctl.engine.lr_range as lrfind
+    from cnnctl.session import optim
 
     calls: list[int] = []
     original = optim.batch_mixer
@@ -291,7 +291,7 @@ def test_lr_find_sweeps_without_mixup(monkeypatch: pytest.MonkeyPatch) -> None:
         mixer = original(*args)
         return None if mixer is None else (lambda x, y: (calls.append(1), mixer(x, y))[1])
 
-    monkeypatch.setattr("cnnctl.workflows.batch_mixer", spying)
+    monkeypatch.setattr("cnnctl.workflows.train.batch_mixer", spying)
     cfg = validate(merge(TINY, {**TOY, "train": {"mixup_alpha": 0.2}}))
     lrfind.find_lr(cfg, start=1e-6, end=1e-4, steps=10)
     assert calls == []
@@ -335,7 +335,7 @@ def test_lr_must_be_positive_or_auto_and_is_resolved_before_the_optimizer() -> N
         validate({"optimizer": {"lr": -0.1}})
     with pytest.raises(ConfigError, match="optimizer.lr: input should be a valid number"):
         validate({"optimizer": {"lr": "fast"}})
-    from cnnctl.optim import build_optimizer
+    from cnnctl.session.optim import build_optimizer
 
     with pytest.raises(ConfigError, match="optimizer.lr: auto must be resolved"):
         build_optimizer(validate({"optimizer": {"lr": "auto"}}).optimizer, [], torch.device("cpu"))

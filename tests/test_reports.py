@@ -111,7 +111,7 @@ def test_plots_draw_any_class_name_as_it_is(tmp_path: Path) -> None:
     """A raw surrogate (a non-UTF-8 folder name) crashed the font renderer; `$x$` was mathtext."""
     import torch
 
-    from cnnctl import plots
+    from cnnctl.report import plots
 
     names = ["a$b$", "caf\udce9", "esc\x1b[31m\ttab", "[bold]x"]
     matrix = [[1 if i == j else 0 for j in range(4)] for i in range(4)]
@@ -124,8 +124,8 @@ def test_plots_draw_any_class_name_as_it_is(tmp_path: Path) -> None:
 def test_metrics_csv_is_rewritten_atomically_and_failures_are_one_line(tmp_path: Path) -> None:
     import pytest
 
-    from cnnctl.errors import OutputError
-    from cnnctl.report import MetricsLog, write_json
+    from cnnctl.core.errors import OutputError
+    from cnnctl.report.console import MetricsLog, write_json
 
     row = {
         "epoch": 1,

@@ -18,8 +18,9 @@ import pytest
 import torch
 import yaml
 
-from cnnctl import engine, workflows
 from cnnctl.config import load_config
+from cnnctl.engine import loop as engine
+from cnnctl.workflows import train as workflows
 from tests.conftest import TINY, invoke, merge
 
 ROOT = Path(__file__).resolve().parents[1]

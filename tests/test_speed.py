@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import torch
 
-from cnnctl import workflows
 from cnnctl.config import load_config
+from cnnctl.workflows import train as workflows
 
 
 def test_channels_last_trains_to_the_same_numbers(write_config) -> None:

@@ -1,4 +1,4 @@
-"""cnnctl.stream: ordered background decoding and the thread-count probe behind CPU predict."""
+"""cnnctl.engine.stream: ordered background decoding and the thread-count probe behind CPU predict."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnctl import stream, workflows
 from cnnctl.data.synthetic import write_image_folder
+from cnnctl.engine import stream
+from cnnctl.workflows import train as workflows
 
 
 def test_prefetch_keeps_order_and_bounds_what_it_holds() -> None:

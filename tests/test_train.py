@@ -10,9 +10,10 @@ import pytest
 import torch
 import yaml
 
-from cnnctl import engine, workflows
 from cnnctl.config import load_config
-from cnnctl.metrics import EvalResult
+from cnnctl.engine import loop as engine
+from cnnctl.engine.metrics import EvalResult
+from cnnctl.workflows import train as workflows
 from tests.conftest import invoke
 
 

@@ -16,11 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-from cnnctl import catalog, workflows
 from cnnctl.config import load_config
-from cnnctl.errors import ConfigError
+from cnnctl.core import catalog
+from cnnctl.core.errors import ConfigError
 from cnnctl.models import ModelSpec, build_model, list_models
 from cnnctl.models.transfer import TransferNet, load_pretrained, resolve_run_config
+from cnnctl.runtime.seeding import seed_everything
+from cnnctl.workflows import train as workflows
 from tests.conftest import invoke
 
 FILES = {"alexnet": "alexnet-owt-7be5be79.pth", "densenet121": "densenet121-a639ec97.pth"}
@@ -100,7 +102,7 @@ def test_frozen_backbone_stays_bit_identical_and_only_the_head_trains(
     spec = ModelSpec(
         **torch.load(config.parent / "runs" / "tiny" / "last.pt", weights_only=True)["model_spec"]
     )
-    workflows.seed_everything(0)
+    seed_everything(0)
     initial = {k.removeprefix("net."): v for k, v in build_model(spec).state_dict().items()}
     head_keys = [k for k in after if k.startswith(head + ".")]
     assert head_keys and any(not torch.equal(after[k], initial[k]) for k in head_keys)
@@ -315,7 +317,7 @@ def test_catalog_is_what_the_installed_torchvision_reports() -> None:
     if catalog.installed_torchvision() != catalog.TORCHVISION_VERSION:
         pytest.skip(f"the catalog is written from torchvision {catalog.TORCHVISION_VERSION}")
     assert catalog.torchvision_models() is catalog.CATALOG
-    assert catalog.discover() == catalog.CATALOG, "refresh it: python -m cnnctl.catalog"
+    assert catalog.discover() == catalog.CATALOG, "refresh it: python -m cnnctl.core.catalog"
 
 
 def test_another_torchvision_is_asked_once_and_its_answer_cached(

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnctl.config import NATIVE_SIZE, DataConfig
+from cnnctl.core.errors import DataError
 from cnnctl.data import cache, csv_source, folder, synthetic, torchvision_source
 from cnnctl.data.transforms import (
     IMAGENET_MEAN,
@@ -28,8 +29,7 @@ from cnnctl.data.transforms import (
     pil_to_uint8,
     to_mode,
 )
-from cnnctl.distributed import shard_order
-from cnnctl.errors import DataError
+from cnnctl.runtime.distributed import shard_order
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 DEFAULT_SIZE = NATIVE_SIZE  # csv, torchvision: the data's native size

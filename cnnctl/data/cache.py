@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnctl.atomic import write_with
-from cnnctl.cachedir import cache_root
+from cnnctl.core.atomic import write_with
+from cnnctl.core.cachedir import cache_root
+from cnnctl.core.errors import DataError, OutputError
 from cnnctl.data.transforms import InputSpec, load_for_model
-from cnnctl.errors import DataError, OutputError
 
 CACHE_VERSION = 1
 AUTO_LIMIT = 4 * 2**30

@@ -28,10 +28,10 @@ from typing import Any
 
 from PIL import Image
 
-from cnnctl.cachedir import cache_root, write_json
+from cnnctl.core.cachedir import cache_root, write_json
 from cnnctl.data.folder import not_regular, open_regular
 from cnnctl.data.transforms import InputSpec, load_for_model
-from cnnctl.report import printable
+from cnnctl.report.console import printable
 
 CACHE_VERSION = 1
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cnnctl.config import DataConfig
-from cnnctl.errors import DataError
+from cnnctl.core.errors import DataError
 
 Part = tuple[torch.Tensor, torch.Tensor]  # uint8 (N, C, H, W) images, long (N,) labels
 SPLITS = ("train", "val", "test")

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from cnnctl.core.errors import DataError
 from cnnctl.data.transforms import IMAGE_EXTENSIONS, file_kind
-from cnnctl.errors import DataError
-from cnnctl.report import printable
+from cnnctl.report.console import printable
 
 VAL_NAMES = ("val", "valid", "validation")
 SKIPS_SHOWN = 8  # entries named in a "skipped" warning (by path); the others are counted

@@ -16,7 +16,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cnnctl.atomic import write_with
+from cnnctl.core.atomic import write_with
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond", "ring")
 
@@ -118,7 +118,7 @@ def write_image_folder(
         split = list(shares)[min(int(np.searchsorted(bounds, i, side="right")), len(shares) - 1)]
         folder = out_dir / split / names[label] if split else out_dir / names[label]
         folder.mkdir(parents=True, exist_ok=True)
-        # through cnnctl.atomic: a symlink in the folder is replaced, never written through
+        # through cnnctl.core.atomic: a symlink in the folder is replaced, never written through
         write_with(folder / f"{i:05d}.png", functools.partial(_save_png, img), "image")
         counts[split] += 1
     return counts

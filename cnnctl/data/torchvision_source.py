@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cnnctl.config import DataConfig
-from cnnctl.errors import DataError
+from cnnctl.core.errors import DataError
 
 Part = tuple[torch.Tensor, torch.Tensor]  # uint8 (N, C, H, W) images, long (N,) labels
 Target = tuple[int, tuple[int, int], int | None]  # channels, (H, W), resize: the model's input

@@ -153,7 +153,7 @@ def _geometric(augment: Any, size: tuple[int, int]) -> list[Any]:
         steps.append(v2.RandomResizedCrop(size, scale=(low, high), antialias=True))
     if augment.random_crop:
         if augment.random_crop >= min(size):  # torch's reflect padding needs less than the image side
-            from cnnctl.errors import ConfigError
+            from cnnctl.core.errors import ConfigError
 
             raise ConfigError(
                 f"data.augment.random_crop: {augment.random_crop} needs images larger than that; the input is "

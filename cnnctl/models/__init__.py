@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cnnctl.config import KeyError_, check_small_model
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 from cnnctl.models import ModelSpec, register
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {

@@ -49,8 +49,8 @@ from torch.nn.modules.batchnorm import _NormBase
 from torchvision.ops import StochasticDepth
 
 from cnnctl.config import NormalizeStats, RunConfig
+from cnnctl.core.errors import ConfigError
 from cnnctl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from cnnctl.errors import ConfigError
 from cnnctl.models import ModelSpec, register
 from cnnctl.models.simple import ACTIVATIONS
 
@@ -89,7 +89,7 @@ def weights_enum(name: str) -> Any:
     return tvm.get_model_weights(name)
 
 
-def _enum_member(name: str, value: str) -> Any:
+def enum_member(name: str, value: str) -> Any:
     """The enum member `value` names (imagenet, DEFAULT, IMAGENET1K_V1, Enum.MEMBER), or None."""
     enum = weights_enum(name)
     if value.lower() in PRETRAINED_ALIASES:
@@ -102,7 +102,7 @@ def resolve_weights(name: str, value: str) -> WeightsChoice:
     """Parse `model.weights` for model `name`; an unknown name or missing file → ConfigError."""
     if value == "none":
         return WeightsChoice("none")
-    member = _enum_member(name, value)
+    member = enum_member(name, value)
     if member is not None:
         return WeightsChoice("torchvision", enum=member)
     path = Path(value).expanduser()
@@ -338,7 +338,7 @@ def _train_mode_differs(module: nn.Module) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def _arch_kwargs(name: str, spec: ModelSpec, torchvision_weights: bool) -> dict[str, Any]:
+def arch_kwargs(name: str, spec: ModelSpec, torchvision_weights: bool) -> dict[str, Any]:
     """Constructor arguments that depend on the input or on the weights, the same at every build."""
     _, h, w = spec.input_shape
     if name.startswith("vit_"):
@@ -398,11 +398,11 @@ def build_transfer(spec: ModelSpec) -> TransferNet:
     """Architecture with random weights → new head → freeze. Never touches the network."""
     cfg = spec.config
     name = str(cfg["name"])
-    torchvision_weights = _enum_member(name, str(cfg.get("weights", "none"))) is not None
+    torchvision_weights = enum_member(name, str(cfg.get("weights", "none"))) is not None
     shape = "x".join(map(str, spec.input_shape))
     try:
         with _quiet():
-            net = tvm.get_model(name, weights=None, **_arch_kwargs(name, spec, torchvision_weights))
+            net = tvm.get_model(name, weights=None, **arch_kwargs(name, spec, torchvision_weights))
     except (ValueError, AssertionError, RuntimeError, TypeError) as err:
         raise ConfigError(f"model: cannot build {name} for a {shape} input: {_first_line(err)}") from None
     head_name, old = _find_classifier(net, name)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 
 # --------------------------------------------------------------------------------------
 # YAML: safe loader only, with YAML 1.2 floats (`1e-3` is a float, not the string "1e-3"),
@@ -1288,8 +1288,8 @@ def default_for(key: str, choice: str | None = None) -> Any:
 
 
 def is_torchvision_classifier(name: str) -> bool:
-    """Is `name` a torchvision classification model? (cnnctl.catalog: no torch import.)"""
-    from cnnctl.catalog import torchvision_models
+    """Is `name` a torchvision classification model? (cnnctl.core.catalog: no torch import.)"""
+    from cnnctl.core.catalog import torchvision_models
 
     return name in torchvision_models()
 

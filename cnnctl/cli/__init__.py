@@ -1,4 +1,4 @@
-"""The `cnnctl` command line. Thin: parse options, call `cnnctl.workflows`, print via `report`.
+"""The `cnnctl` command line. Thin: parse options, call `cnnctl.workflows.train`, print via `report`.
 
 torch is imported only inside the commands that need it, so `cnnctl --help` and
 `cnnctl config validate` answer without paying for it.
@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cnnctl.errors import CnnctlError, one_line
+from cnnctl.core.errors import CnnctlError, one_line
 
 app = typer.Typer(
     name="cnnctl",
@@ -75,13 +75,13 @@ def _guard(action: Callable[[], T]) -> T:
 def _printable(text: str) -> str:
     """`text` safe for a terminal (report.printable: control characters and non-UTF-8 bytes
     escaped)."""
-    from cnnctl.report import printable
+    from cnnctl.report.console import printable
 
     return printable(text)
 
 
 def _console(stderr: bool = False) -> Any:
-    from cnnctl.report import console_for
+    from cnnctl.report.console import console_for
 
     return console_for(stderr=stderr)
 
@@ -93,7 +93,7 @@ def _emit_json(target: Path | None, data: Any) -> bool:
     if str(target) == "-":
         typer.echo(json.dumps(data, indent=2))
         return True
-    from cnnctl.atomic import write_json
+    from cnnctl.core.atomic import write_json
 
     write_json(target, data)
     return False
@@ -104,7 +104,7 @@ def _claim(path: Path | None, force: bool, inputs: list[Path], option: str) -> N
     existing file only with --force)? '-' (stdout) and no path are always fine."""
     if path is None or str(path) == "-":
         return
-    from cnnctl.outputs import claim_output
+    from cnnctl.artifacts.outputs import claim_output
 
     claim_output(path, force=force, inputs=inputs, option=option)
 
@@ -175,7 +175,7 @@ def train(
         extra = [f"device={device}"] if device else []
         point = None
         if resume is not None:
-            from cnnctl import workflows
+            from cnnctl.workflows import train as workflows
 
             if name:
                 raise _usage("--name does not apply with --resume: the run continues in its own folder")
@@ -188,8 +188,8 @@ def train(
             if name:  # literally: a name is not YAML ('123', 'true', a control character)
                 cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"name": name})})
             run_name = cfg.output.name or config.stem
-        from cnnctl import workflows  # torch: only once the config is known to be good
-        from cnnctl.report import ConsoleProgress, train_table
+        from cnnctl.report.console import ConsoleProgress, train_table
+        from cnnctl.workflows import train as workflows
 
         silent = quiet or str(json_out) == "-"
         console = _console(stderr=str(json_out) == "-")
@@ -237,9 +237,9 @@ def evaluate(
     """Loss, accuracy, top-k, per-class metrics and the confusion matrix of a checkpoint."""
 
     def body() -> None:
-        from cnnctl import workflows
-        from cnnctl.outputs import claim_plots
-        from cnnctl.report import eval_tables
+        from cnnctl.artifacts.outputs import claim_plots
+        from cnnctl.report.console import eval_tables
+        from cnnctl.workflows import train as workflows
 
         inputs = [checkpoint, checkpoint / "best.pt", *([data] if data else [])]
         _claim(json_out, force, inputs, "--json")
@@ -291,8 +291,8 @@ def predict(
     """
 
     def body() -> None:
-        from cnnctl import workflows
-        from cnnctl.report import predictions_table, write_predictions
+        from cnnctl.report.console import predictions_table, write_predictions
+        from cnnctl.workflows import train as workflows
 
         if out is not None and out.suffix.lower() not in (".csv", ".json"):
             raise _usage(f"--out {out}: use a .csv or .json file name")
@@ -346,7 +346,7 @@ def export(
     """
 
     def body() -> None:
-        from cnnctl.export import export_checkpoint
+        from cnnctl.workflows.export import export_checkpoint
 
         report = export_checkpoint(
             checkpoint,
@@ -418,7 +418,7 @@ def _torchrun(nproc: int, train_args: list[str]) -> int:
 
 
 def _usage(message: str) -> CnnctlError:
-    from cnnctl.errors import ConfigError
+    from cnnctl.core.errors import ConfigError
 
     return ConfigError(message)
 
@@ -462,8 +462,8 @@ def data_check(
     """
 
     def body() -> None:
-        from cnnctl import workflows
-        from cnnctl.report import data_check_tables
+        from cnnctl.report.console import data_check_tables
+        from cnnctl.workflows import train as workflows
 
         result = workflows.check_data(_load(config, set_))
         if json_:
@@ -503,7 +503,7 @@ def data_synth(
             raise _usage(f"{_printable(str(out_dir))}: exists and is not empty; add --force to write into it")
         if out_dir.exists() and not out_dir.is_dir():
             raise _usage(f"{_printable(str(out_dir))}: exists and is not a folder")
-        from cnnctl.runs import LOCKS, MARKER
+        from cnnctl.artifacts.rundir import LOCKS, MARKER
 
         inside_run = any((p / MARKER).is_file() or (p / LOCKS).is_dir() for p in (out_dir, *out_dir.parents))
         if inside_run:
@@ -527,8 +527,8 @@ def runs(
     """Past runs in a folder: name, model, dataset, epochs, best val loss, test accuracy, date."""
 
     def body() -> None:
-        from cnnctl.report import runs_table
-        from cnnctl.runs import list_runs
+        from cnnctl.artifacts.rundir import list_runs
+        from cnnctl.report.console import runs_table
 
         records = list_runs(folder)
         if json_:
@@ -575,8 +575,8 @@ def lr_find(
     """
 
     def body() -> None:
-        from cnnctl import lrfind
-        from cnnctl.interrupt import StopSignals
+        from cnnctl.engine import lr_range as lrfind
+        from cnnctl.runtime.interrupt import StopSignals
 
         if not no_plot:
             _claim(plot, force, [config], "--plot")
@@ -606,7 +606,7 @@ def models(json_: Annotated[bool, typer.Option("--json", help="Print as JSON.")]
     """List the model names `model.name` accepts, with the pretrained weights of each."""
 
     def body() -> None:
-        from cnnctl.catalog import model_rows
+        from cnnctl.core.catalog import model_rows
 
         rows = model_rows()
         if json_:
@@ -639,7 +639,7 @@ def summary(
     """
 
     def body() -> None:
-        from cnnctl import summary as summaries
+        from cnnctl.workflows import summary as summaries
 
         if target.suffix.lower() in (".yaml", ".yml"):
             result = summaries.summarize_config(_load(target, set_), str(target), depth)

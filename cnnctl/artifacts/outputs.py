@@ -4,7 +4,7 @@ One rule for every file a command writes where the user pointed it (`--out`, `--
 `--plot`, plots folders): it is never one of the command's own inputs, never a cnnctl
 checkpoint or run file (not even with `--force`), never a folder or a non-regular file, and
 an existing file is replaced only with `--force`. The write itself then goes through
-`cnnctl.atomic`, so a refused or failed write leaves what was there untouched.
+`cnnctl.core.atomic`, so a refused or failed write leaves what was there untouched.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from cnnctl.errors import ConfigError
-from cnnctl.runs import MARKER, is_run_file
+from cnnctl.artifacts.rundir import MARKER, is_run_file
+from cnnctl.core.errors import ConfigError
 
 CHECKPOINT_MARK = b"cnnctl-checkpoint"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:

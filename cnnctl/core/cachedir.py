@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnctl.errors import OutputError
+from cnnctl.core.errors import OutputError
 
 
 def cache_root() -> Path:
@@ -24,8 +24,8 @@ def cache_root() -> Path:
 
 def write_json(path: Path, data: Any) -> None:
     """Best effort: a cache that cannot be written (read-only home, full disk) only costs time.
-    Written through `cnnctl.atomic`, so a reader never sees half a file."""
-    from cnnctl.atomic import write_text
+    Written through `cnnctl.core.atomic`, so a reader never sees half a file."""
+    from cnnctl.core.atomic import write_text
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def choose(
     if fits == 0:
         fits = 1 if _trains(model, normalizer, input_shape, device, 1, loss_of) else 0
         if fits == 0:
-            from cnnctl.errors import RunFailed
+            from cnnctl.core.errors import RunFailed
 
             raise RunFailed(
                 "data.batch_size auto: even one image does not fit in GPU memory; use a smaller model or input"

@@ -28,7 +28,7 @@ from typing import Any, TypeGuard
 import torch
 
 from cnnctl import __version__
-from cnnctl.errors import CheckpointError, OutputError, RunFailed
+from cnnctl.core.errors import CheckpointError, OutputError, RunFailed
 
 FORMAT = "cnnctl-checkpoint"
 FORMAT_VERSION = 1
@@ -50,11 +50,11 @@ def versions() -> dict[str, str]:
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
     """Write `payload` to `path` so that a crash at any moment leaves the old file intact.
 
-    Through `cnnctl.atomic` (temp file beside it, fsynced, renamed, folder fsynced); a full
+    Through `cnnctl.core.atomic` (temp file beside it, fsynced, renamed, folder fsynced); a full
     disk (torch's zip writer says so as a RuntimeError), a read-only folder or a bad name is
     one `RunFailed` line and no temp file is left.
     """
-    from cnnctl.atomic import write_with
+    from cnnctl.core.atomic import write_with
 
     try:
         write_with(Path(path), lambda handle: torch.save(payload, handle), "checkpoint", CHECKPOINT_HINT)

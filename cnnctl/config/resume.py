@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 
 FREE = frozenset(
     {

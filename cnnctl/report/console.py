@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cnnctl import atomic
+from cnnctl.core import atomic
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
@@ -63,7 +63,7 @@ def shown(value: Any) -> Text:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """JSON written atomically (cnnctl.atomic): a reader never sees half a file; a failure is
+    """JSON written atomically (cnnctl.core.atomic): a reader never sees half a file; a failure is
     one OutputError line."""
     atomic.write_json(path, data)
 
@@ -104,7 +104,7 @@ class TensorBoardLog:
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:
-            from cnnctl.errors import ConfigError
+            from cnnctl.core.errors import ConfigError
 
             raise ConfigError(
                 "logging.tensorboard: the tensorboard package is not installed; "

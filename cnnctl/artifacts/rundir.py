@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnctl.errors import ConfigError, OutputError
+from cnnctl.core.errors import ConfigError, OutputError
 
 MARKER = ".cnnctl-run"
 RUN_FILES = (
@@ -62,7 +62,7 @@ def lock_run(parent: Path, name: str) -> RunLock:
             "or pick another --name"
         ) from None
     except (OSError, ValueError) as err:
-        from cnnctl.atomic import describe
+        from cnnctl.core.atomic import describe
 
         raise OutputError(f"{path}: cannot take the run's lock ({describe(err)})") from None
     return RunLock(path, handle)
@@ -97,7 +97,7 @@ def create_run_dir(parent: str | Path, name: str, force: bool = False) -> tuple[
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as err:
-        from cnnctl.atomic import describe
+        from cnnctl.core.atomic import describe
 
         raise OutputError(f"{parent}: cannot create the runs folder ({describe(err)})") from None
     suffix = 1
@@ -142,12 +142,12 @@ def _make(target: Path) -> str | None:
     except FileExistsError:
         return None
     except (OSError, ValueError) as err:
-        from cnnctl.atomic import describe
+        from cnnctl.core.atomic import describe
 
         raise OutputError(f"{target}: cannot create the run folder ({describe(err)})") from None
     ident = uuid.uuid4().hex
     from cnnctl import __version__
-    from cnnctl.atomic import write_json
+    from cnnctl.core.atomic import write_json
 
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     write_json(target / MARKER, {"run_id": ident, "created": stamp, "cnnctl": __version__}, "run marker")
@@ -180,14 +180,14 @@ def replace_run(target: Path) -> None:
     try:
         shutil.rmtree(target)
     except OSError as err:
-        from cnnctl.atomic import describe
+        from cnnctl.core.atomic import describe
 
         raise OutputError(f"{target}: cannot remove the old run ({describe(err)})") from None
 
 
 def foreign_entries(run_dir: Path) -> list[str]:
     """Names in `run_dir` that are not cnnctl's own files (sorted)."""
-    from cnnctl.atomic import is_temp_name
+    from cnnctl.core.atomic import is_temp_name
 
     names = sorted(os.listdir(run_dir))
     present = set(names)

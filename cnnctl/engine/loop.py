@@ -22,12 +22,12 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from cnnctl.core.errors import RunFailed
 from cnnctl.data import Batches
-from cnnctl.devices import Precision
-from cnnctl.distributed import Dist
-from cnnctl.errors import RunFailed
-from cnnctl.metrics import EvalResult, MetricAccumulator
-from cnnctl.optim import BINARY_LOGIT, Schedule, eval_loss_sum, probabilities
+from cnnctl.engine.metrics import EvalResult, MetricAccumulator
+from cnnctl.runtime.devices import Precision
+from cnnctl.runtime.distributed import Dist
+from cnnctl.session.optim import BINARY_LOGIT, Schedule, eval_loss_sum, probabilities
 
 
 class Progress(Protocol):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from cnnctl.errors import OutputError
+from cnnctl.core.errors import OutputError
 
 TEMP_PREFIX = ".cnnctl-tmp-"
 _counter = itertools.count()

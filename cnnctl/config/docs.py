@@ -1,6 +1,6 @@
 """docs/config.md, generated from the config schema so the reference cannot drift.
 
-`python -m cnnctl.config_docs > docs/config.md` rewrites it; a test fails when it is stale.
+`python -m cnnctl.config.docs > docs/config.md` rewrites it; a test fails when it is stale.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cnnctl.config import (
 
 INTRO = f"""# Config reference
 
-Generated from the schema in `cnnctl/config.py` (`python -m cnnctl.config_docs > docs/config.md`);
+Generated from the schema in `cnnctl/config.py` (`python -m cnnctl.config.docs > docs/config.md`);
 a test fails if this page and the code disagree.
 
 A config is a YAML mapping of sections. It must name its data (`data.source`; an empty

@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 
 TIMEOUT = datetime.timedelta(minutes=10)  # a collective waiting longer than this fails the job
 

@@ -7,7 +7,7 @@ the installed torchvision is that version. With another torchvision installed, t
 asked once and its answer kept in cnnctl's cache folder (cnnctl/cachedir.py), one file per
 torchvision version, so only the first call is slow.
 
-`python -m cnnctl.catalog` prints the table for the installed torchvision (to refresh it).
+`python -m cnnctl.core.catalog` prints the table for the installed torchvision (to refresh it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 from importlib import metadata
 from typing import Any
 
-from cnnctl.cachedir import cache_root, write_json
+from cnnctl.core.cachedir import cache_root, write_json
 
 # name → (its weights enum members in torchvision's order, the DEFAULT member)
 Entry = tuple[tuple[str, ...], str]

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 
 from cnnctl.config import RunConfig
-from cnnctl.distributed import Dist
-from cnnctl.errors import ConfigError, DataError, Interrupted, RunFailed
-from cnnctl.interrupt import StopSignals
+from cnnctl.core.errors import ConfigError, DataError, Interrupted, RunFailed
+from cnnctl.runtime.distributed import Dist
+from cnnctl.runtime.interrupt import StopSignals
 
 START, END, STEPS = 1e-7, 10.0, 200  # the defaults of `cnnctl lr-find` and `optimizer.lr: auto`
 BETA = 0.98  # smoothing of the loss curve
@@ -97,7 +97,7 @@ def find_lr(
         raise ConfigError(f"lr-find: need 0 < start < end (got start {start:g}, end {end:g})")
     if steps < MIN_STEPS:
         raise ConfigError(f"lr-find: need at least {MIN_STEPS} steps (got {steps})")
-    from cnnctl.workflows import _build_session
+    from cnnctl.workflows.train import _build_session
 
     signals = signals or StopSignals()
     # lr 1.0 as a stand-in: each param group's lr is then its multiple of the swept lr
@@ -256,7 +256,7 @@ def _result(lrs: list[float], raw: list[float], steps: int) -> LRFindResult:
 
 def plot(result: LRFindResult, out: Path, title: str = "") -> Path:
     """Loss against lr (log x): the raw loss faint, the smoothed loss, the suggestion marked."""
-    from cnnctl import plots
+    from cnnctl.report import plots
 
     plt = plots.pyplot()
 

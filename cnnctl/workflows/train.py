@@ -10,7 +10,6 @@ import contextlib
 import functools
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnctl import checkpoint as ckpt
-from cnnctl import features, stream
-from cnnctl.atomic import remove_stale_temps, write_json, write_text
+from cnnctl.artifacts import checkpoint as ckpt
+from cnnctl.artifacts.rundir import check_name, create_run_dir, lock_run
 from cnnctl.config import TORCHVISION, RunConfig, dump_yaml, load_config, validate
+from cnnctl.core.atomic import remove_stale_temps, write_json, write_text
+from cnnctl.core.errors import CheckpointError, CnnctlError, ConfigError, DataError, Interrupted, RunFailed
 from cnnctl.data import (
     ArrayDataset,
     FileDataset,
@@ -37,9 +37,9 @@ from cnnctl.data import (
     resolve_workers,
 )
 from cnnctl.data.transforms import InputSpec, Normalizer, load_for_model
-from cnnctl.devices import Precision, resolve_device, resolve_precision
-from cnnctl.distributed import Dist, peer_gone
-from cnnctl.engine import (
+from cnnctl.engine import features, stream
+from cnnctl.engine.features import HeadOnly
+from cnnctl.engine.loop import (
     EpochRow,
     FitSettings,
     FitState,
@@ -49,25 +49,20 @@ from cnnctl.engine import (
     StopRequested,
     fit,
 )
-from cnnctl.errors import CheckpointError, CnnctlError, ConfigError, DataError, Interrupted, RunFailed
-from cnnctl.features import HeadOnly
-from cnnctl.interrupt import StopSignals
-from cnnctl.metrics import EvalResult
+from cnnctl.engine.metrics import EvalResult
 from cnnctl.models import ModelSpec, build_model
-from cnnctl.optim import Schedule, batch_mixer, build_optimizer, num_outputs, output_kind, train_loss_fn
-from cnnctl.report import MetricsLog, TensorBoardLog
-from cnnctl.runs import check_name, create_run_dir, lock_run
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % (2**32))
-    except ImportError:  # pragma: no cover - numpy ships with torch's usual installs
-        pass
+from cnnctl.report.console import MetricsLog, TensorBoardLog
+from cnnctl.runtime.devices import Precision, resolve_device, resolve_precision
+from cnnctl.runtime.distributed import Dist, peer_gone
+from cnnctl.runtime.interrupt import StopSignals
+from cnnctl.runtime.seeding import seed_everything, set_deterministic
+from cnnctl.session.optim import (
+    Schedule,
+    batch_mixer,
+    build_optimizer,
+    train_loss_fn,
+)
+from cnnctl.session.resolve import model_spec, resolve_config
 
 
 @dataclass
@@ -79,24 +74,6 @@ class TrainOutcome:
     device: str
     summary: dict[str, Any] = field(default_factory=dict)
     main: bool = True  # False on the other ranks under torchrun: they print nothing
-
-
-def resolve_config(cfg: RunConfig) -> RunConfig:
-    """The config as it will train: for torchvision models, weights named exactly and the data
-    defaults their weights imply (input size, resize, mean/std); other models unchanged."""
-    if cfg.model.family() != TORCHVISION:
-        return cfg
-    from cnnctl.models.transfer import resolve_run_config
-
-    return resolve_run_config(cfg)
-
-
-def model_spec(cfg: RunConfig, splits: Splits) -> tuple[ModelSpec, str]:
-    """The spec of the network `cfg` trains on `splits`, and what its outputs are."""
-    kind = output_kind(cfg.train.loss, cfg.model.log_softmax)
-    if cfg.train.loss == "bce_with_logits" and len(splits.classes) != 2:
-        raise ConfigError(f"train.loss: bce_with_logits needs 2 classes, the data has {len(splits.classes)}")
-    return ModelSpec(cfg.model.to_plain(), num_outputs(kind, len(splits.classes)), splits.input.shape), kind
 
 
 class _SayHandler(logging.Handler):
@@ -148,12 +125,12 @@ def prepare_resume(
     (plus `--set` overrides); either way the config may differ from the run's only as
     `resume.check_resumable` allows.
     """
-    from cnnctl.resume import check_resumable
+    from cnnctl.config.resume import check_resumable
 
     path = Path(target)
     last = path / "last.pt" if path.is_dir() else path
     last = last.parent.resolve() / last.name  # one lock per real run dir, whatever link leads to it
-    from cnnctl.runs import MARKER
+    from cnnctl.artifacts.rundir import MARKER
 
     if last.parent.is_dir() and not (last.parent / MARKER).is_file():
         raise ConfigError(
@@ -270,7 +247,7 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
     """Data, model (pretrained weights loaded for a new run), loaders, optimizer, schedule."""
     cfg = resolve_auto_lr(cfg, dist, signals)  # optimizer.lr: auto → an lr-find sweep first (lrfind.py)
     seed_everything(cfg.seed)
-    _set_deterministic(cfg.train.deterministic)
+    set_deterministic(cfg.train.deterministic)
     device = resolve_device(dist.device_name(cfg.device))
     precision = resolve_precision(cfg.train.amp, device)
     if resume is None:
@@ -306,7 +283,7 @@ def _build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSign
     }
     normalizer: torch.nn.Module = Normalizer(splits.input).to(device)
     if cfg.data.batch_size == "auto":
-        from cnnctl import autobatch
+        from cnnctl.engine import autobatch
 
         size = autobatch.choose(
             wrapped, normalizer, splits.input.shape, device, len(splits.train), lambda out: out.float().sum()
@@ -396,8 +373,8 @@ def resolve_auto_lr(
     """
     if cfg.optimizer.lr != "auto":
         return cfg
-    from cnnctl.errors import CnnctlError
-    from cnnctl.lrfind import find_lr
+    from cnnctl.core.errors import CnnctlError
+    from cnnctl.engine.lr_range import find_lr
 
     dist = dist or Dist()
     cfg = resolve_config(cfg)
@@ -581,7 +558,7 @@ def _train_in(
         ) from None
     except Exception as err:
         _close(sinks)
-        from cnnctl.autobatch import is_oom
+        from cnnctl.engine.autobatch import is_oom
 
         if is_oom(err):
             epoch, index = run.stepper.position
@@ -737,7 +714,7 @@ def _train_plots(
 ) -> None:
     """curves.png and the confusion matrix of best.pt on `split`; a plot that cannot be drawn
     is a warning, never a failed run."""
-    from cnnctl import plots
+    from cnnctl.report import plots
 
     try:
         plots.curves(state.history, state.best_epoch, run_dir / "plots" / "curves.png")
@@ -817,7 +794,7 @@ def load_own_checkpoint(path: Path, run_id: str) -> dict[str, Any]:
 def own_run_id(resume: ResumePoint, write: bool) -> str:
     """The resumed run's id: its marker's and last.pt's must agree ("" for a run from before run
     ids: nothing to check)."""
-    from cnnctl.runs import run_id
+    from cnnctl.artifacts.rundir import run_id
 
     marked, stored = run_id(resume.run_dir), resume.checkpoint.get("run_id")
     if marked and stored and marked != stored:
@@ -866,17 +843,6 @@ def check_same_data(resume: ResumePoint, now: dict[str, Any]) -> None:
     logging.getLogger("cnnctl").warning(
         f"the data changed since the run started ({what} images); --force: continuing"
     )
-
-
-def _set_deterministic(on: bool) -> None:
-    """train.deterministic: deterministic kernels (warn where an op has none), no cuDNN autotune."""
-    torch.use_deterministic_algorithms(on, warn_only=True)
-    torch.backends.cudnn.benchmark = not on and torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic = on
-    if on:
-        import os
-
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def _optimizer_params(model: torch.nn.Module, cfg: RunConfig) -> list[Any]:
@@ -1067,7 +1033,7 @@ WRONG_SHOWN = 16  # images in evaluate's "most confidently wrong" grid
 
 def _eval_plots(result: EvalResult, dataset: LabelledDataset, split: str, folder: Path) -> None:
     """confusion_<split>.png and wrong_<split>.png; failures are warnings, not errors."""
-    from cnnctl import plots
+    from cnnctl.report import plots
 
     try:
         plots.confusion(
@@ -1175,7 +1141,7 @@ def load_scorer(path: str | Path, device: str = "auto") -> Scorer:
             raise ConfigError(
                 f"--device {device}: an .onnx model runs on onnxruntime's CPU provider; leave --device out"
             )
-        from cnnctl.export import OnnxClassifier
+        from cnnctl.workflows.export import OnnxClassifier
 
         exported = OnnxClassifier(path)
         return Scorer(exported.classes, exported.input, exported.predict)
@@ -1196,7 +1162,7 @@ def predict(
 
     `checkpoint_path` is a checkpoint, a run dir, or an exported `.onnx` model with its sidecar.
     On the CPU, files are decoded in a background thread while the model runs (see
-    `cnnctl.stream`); on a GPU, or with `workers` given, by DataLoader worker processes.
+    `cnnctl.engine.stream`); on a GPU, or with `workers` given, by DataLoader worker processes.
     A torch model on the CPU changes torch's (process-wide) intra-op thread count while the
     iterator runs; the count from before is put back when it ends or is closed.
     """

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnctl.report import printable
+from cnnctl.report.console import printable
 
 
 def pyplot() -> Any:
@@ -26,8 +26,8 @@ def pyplot() -> Any:
 
 def save(fig: Any, out: Path) -> Path:
     """Lay out, write `out` as PNG (its folder made as needed; atomically, through
-    cnnctl.atomic) and free the figure."""
-    from cnnctl.atomic import atomic_open
+    cnnctl.core.atomic) and free the figure."""
+    from cnnctl.core.atomic import atomic_open
 
     plt = pyplot()
     try:

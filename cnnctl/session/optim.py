@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnctl.config import OptimizerConfig, SchedulerConfig
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
 
 # What a model's outputs mean; decides the loss used for validation and the probabilities.
 LOGITS, LOG_PROBS, BINARY_LOGIT = "logits", "log_probs", "binary_logit"

@@ -35,11 +35,11 @@ import torch
 from torch import nn
 
 from cnnctl import __version__
-from cnnctl.atomic import atomic_path, describe
+from cnnctl.core.atomic import atomic_path, describe
+from cnnctl.core.errors import CheckpointError, ConfigError, RunFailed
 from cnnctl.data.transforms import InputSpec, Normalizer
-from cnnctl.errors import CheckpointError, ConfigError, RunFailed
 from cnnctl.models import ModelSpec
-from cnnctl.optim import BINARY_LOGIT, LOG_PROBS, probabilities
+from cnnctl.session.optim import BINARY_LOGIT, LOG_PROBS, probabilities
 
 FORMATS = ("onnx", "torchscript", "state_dict")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt", "state_dict": ".state_dict.pt"}
@@ -122,8 +122,8 @@ def export_checkpoint(
 
     The model file and its sidecar never replace the checkpoint, a run's files or an existing
     file (that one only with `force`)."""
-    from cnnctl.outputs import claim_output
-    from cnnctl.workflows import load_model
+    from cnnctl.artifacts.outputs import claim_output
+    from cnnctl.workflows.train import load_model
 
     _check_format(fmt, opset)
     if fmt == "onnx":
@@ -322,10 +322,10 @@ def describe_architecture(model: nn.Module, model_spec: ModelSpec | None = None)
     if transfer is not None:
         kwargs: dict[str, Any] = {}
         if model_spec is not None:
-            from cnnctl.models.transfer import _arch_kwargs, _enum_member
+            from cnnctl.models.transfer import arch_kwargs, enum_member
 
             weights = str(model_spec.config.get("weights", "none"))
-            kwargs = _arch_kwargs(transfer.arch, model_spec, _enum_member(transfer.arch, weights) is not None)
+            kwargs = arch_kwargs(transfer.arch, model_spec, enum_member(transfer.arch, weights) is not None)
         head = transfer.head
         return {
             "family": "torchvision",
@@ -497,7 +497,7 @@ def _export_torchscript(model: nn.Module, sample: torch.Tensor, path: Path) -> N
             torch.jit.save(scripted, buffer)
     except Exception as err:  # noqa: BLE001
         raise RunFailed(f"TorchScript export failed: {_first_line(err)}") from None
-    path.write_bytes(buffer.getvalue())  # an OSError here is one line (cnnctl.atomic)
+    path.write_bytes(buffer.getvalue())  # an OSError here is one line (cnnctl.core.atomic)
 
 
 def _verify_torchscript(
@@ -539,7 +539,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     missing = [k for k in ("classes", "input", "output_kind") if k not in meta]
     if missing:
         raise CheckpointError(f"{sidecar}: lacks {', '.join(missing)}")
-    from cnnctl.checkpoint import io_problem
+    from cnnctl.artifacts.checkpoint import io_problem
 
     shape = (meta.get("output") or {}).get("shape") if isinstance(meta.get("output"), dict) else None
     outputs = shape[-1] if isinstance(shape, list) and shape else None

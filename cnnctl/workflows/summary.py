@@ -19,7 +19,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnctl.config import RunConfig
-from cnnctl.errors import ConfigError
+from cnnctl.core.errors import ConfigError
+from cnnctl.runtime.seeding import seed_everything
+from cnnctl.session.resolve import model_spec, resolve_config
 
 
 @dataclass
@@ -142,15 +144,14 @@ def summarize_config(cfg: RunConfig, source: str, depth: int = 2) -> ModelSummar
     The data splits are built for the class count and input shape; normalisation does not
     change the model, so it is not measured here.
     """
-    from cnnctl import workflows
     from cnnctl.data import build_splits
     from cnnctl.models import build_model
 
-    cfg = workflows.resolve_config(cfg)
+    cfg = resolve_config(cfg)
     data = cfg.data.model_copy(update={"normalize": "none"})
     splits = build_splits(data, cfg.seed)
-    spec, kind = workflows.model_spec(cfg, splits)
-    workflows.seed_everything(cfg.seed)
+    spec, kind = model_spec(cfg, splits)
+    seed_everything(cfg.seed)
     model = build_model(spec)
     layers, total, trainable, flops = inspect_model(model, spec.input_shape, depth)
     return ModelSummary(
@@ -168,7 +169,7 @@ def summarize_config(cfg: RunConfig, source: str, depth: int = 2) -> ModelSummar
 
 def summarize_checkpoint(path: str | Path, depth: int = 2) -> ModelSummary:
     """Rebuild a checkpoint's model (no config, no download) and summarise it."""
-    from cnnctl import workflows
+    from cnnctl.workflows import train as workflows
 
     loaded = workflows.load_model(path, "cpu")
     spec = loaded.checkpoint["model_spec"]

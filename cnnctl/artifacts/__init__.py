@@ -1,0 +1,1 @@
+"""What a run leaves on disk: checkpoints, run dirs, exported models, predictions."""

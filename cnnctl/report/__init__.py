@@ -1,0 +1,1 @@
+"""Console tables and progress, plots: plain data in."""

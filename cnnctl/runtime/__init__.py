@@ -1,0 +1,1 @@
+"""Devices and precision, distributed processes, interrupts and seeding."""

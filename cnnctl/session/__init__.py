@@ -1,0 +1,1 @@
+"""A training session built from a RunConfig: resolved defaults, optimizer, schedule, loss."""

@@ -1,0 +1,1 @@
+"""What differs between classification tasks: outputs, loss, decision rule, metrics, columns."""
