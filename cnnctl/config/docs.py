@@ -27,7 +27,7 @@ from cnnctl.config import (
 
 INTRO = f"""# Config reference
 
-Generated from the schema in `cnnctl/config.py` (`python -m cnnctl.config.docs > docs/config.md`);
+Generated from the schema in `cnnctl/config/` (`python -m cnnctl.config.docs > docs/config.md`);
 a test fails if this page and the code disagree.
 
 A config is a YAML mapping of sections. It must name its data (`data.source`; an empty
