@@ -31,6 +31,7 @@ lint: install
 	$(BIN)/ruff check cnnctl tests bench
 	$(BIN)/ruff format --check cnnctl tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix cnnctl tests bench

@@ -31,9 +31,11 @@ from torch.utils.data import DataLoader, TensorDataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cnnctl.artifacts.loaded import load_model  # noqa: E402
 from cnnctl.config import load_config  # noqa: E402
 from cnnctl.data import build_splits  # noqa: E402
 from cnnctl.workflows import train as workflows  # noqa: E402
+from cnnctl.workflows.predict import predict  # noqa: E402
 
 
 @dataclass
@@ -337,9 +339,9 @@ def case4(quick: bool, repeats: int) -> Result:
     run = workflows.train(cfg, "predict-bench").run_dir
     # The plain loop uses the network as stored (NCHW); the bare compute runs it the way
     # cnnctl predict does (channels_last), so that the ceiling bounds what cnnctl could reach.
-    loaded = workflows.load_model(run / "best.pt", "cpu", inference_layout=False)
+    loaded = load_model(run / "best.pt", "cpu", inference_layout=False)
     model, spec = loaded.stepper.model.eval(), loaded.input
-    fast = workflows.load_model(run / "best.pt", "cpu").stepper
+    fast = load_model(run / "best.pt", "cpu").stepper
     mean = torch.tensor(spec.mean).reshape(1, -1, 1, 1)
     std = torch.tensor(spec.std).reshape(1, -1, 1, 1)
     files = sorted((work / "images").rglob("*.png"))
@@ -354,7 +356,7 @@ def case4(quick: bool, repeats: int) -> Result:
 
     def ours() -> float:
         start = time.perf_counter()
-        count = sum(1 for _ in workflows.predict(run / "best.pt", [work / "images"], device="cpu"))
+        count = sum(1 for _ in predict(run / "best.pt", [work / "images"], device="cpu"))
         assert count == len(files)
         return time.perf_counter() - start
 

@@ -42,13 +42,13 @@ def test_probe_backs_off_at_the_first_out_of_memory(monkeypatch: pytest.MonkeyPa
 def test_an_out_of_memory_mid_run_is_one_clear_line(
     runner, write_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cnnctl.engine import loop as engine
+    from cnnctl.engine.stepper import Stepper
 
     def oom(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         self.position = (1, 3)
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine.Stepper, "train_epoch", oom)
+    monkeypatch.setattr(Stepper, "train_epoch", oom)
     result = invoke(runner, "train", write_config())
     assert result.exit_code == 1
     assert (

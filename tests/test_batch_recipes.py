@@ -8,6 +8,7 @@ import torch
 from cnnctl.config import load_config
 from cnnctl.session.optim import batch_mixer, train_loss_fn
 from cnnctl.workflows import train as workflows
+from cnnctl.workflows.evaluate import evaluate
 from tests.conftest import TINY, invoke
 
 NO_DROPOUT = {"model": {**TINY["model"], "dropout": 0.0}}
@@ -83,14 +84,14 @@ def test_ema_weights_are_validated_and_best_pt_records_which_won(write_config, r
         expected = ema_weights if best["weights"] == "ema" else last["model"]
         assert all(torch.equal(best["model"][k], expected[k]) for k in expected)
     # The summary's test figures are those of best.pt's weights.
-    evaluated, _ = workflows.evaluate(outcome.run_dir / "best.pt", device="cpu")
+    evaluated, _ = evaluate(outcome.run_dir / "best.pt", device="cpu")
     assert outcome.test is not None and evaluated.loss == pytest.approx(outcome.test.loss, rel=1e-5)
 
 
 def test_ema_wins_when_the_raw_weights_are_noisy(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnnctl.engine import loop as engine
+    from cnnctl.engine.stepper import Stepper
 
-    original = engine.Stepper.evaluate
+    original = Stepper.evaluate
 
     def raw_is_bad(self, batches, classes, topk=(1,), keep_wrong=0, model=None):  # type: ignore[no-untyped-def]
         result = original(self, batches, classes, topk, keep_wrong, model)
@@ -98,7 +99,7 @@ def test_ema_wins_when_the_raw_weights_are_noisy(write_config, monkeypatch: pyte
             result.loss += 10.0
         return result
 
-    monkeypatch.setattr(engine.Stepper, "evaluate", raw_is_bad)
+    monkeypatch.setattr(Stepper, "evaluate", raw_is_bad)
     outcome = workflows.train(
         load_config(write_config({"train": {"epochs": 2, "ema": {"decay": 0.5}}})), "ema"
     )
@@ -109,7 +110,7 @@ def test_ema_wins_when_the_raw_weights_are_noisy(write_config, monkeypatch: pyte
 @pytest.mark.parametrize("name", ["cosine", "plateau", "step", "none"])
 def test_warmup_starts_at_a_hundredth_of_the_lr_for_any_schedule(name: str) -> None:
     from cnnctl.config import SchedulerConfig
-    from cnnctl.session.optim import Schedule
+    from cnnctl.engine.schedule import Schedule
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     cfg = SchedulerConfig.model_validate(

@@ -128,7 +128,7 @@ def test_auto_falls_back_to_files_when_too_big(monkeypatch: pytest.MonkeyPatch) 
     from cnnctl.data.transforms import InputSpec
 
     spec = InputSpec(3, (224, 224), 256, (0.0,), (1.0,))
-    monkeypatch.setattr(cache, "_ram", lambda: 2**30)
+    monkeypatch.setattr(cache, "physical_ram", lambda: 2**30)
     assert cache.resolve_mode("auto", 100, spec) == "memory"
     assert cache.resolve_mode("auto", 10_000, spec) == "off"  # 1.5 GB > a quarter of 1 GiB
     assert cache.resolve_mode("disk", 10_000, spec) == "disk"

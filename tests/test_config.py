@@ -281,7 +281,8 @@ def test_sgd_with_only_a_learning_rate_is_plain_sgd(tmp_path: Path) -> None:
 def test_plateau_and_loss_are_torchs_defaults() -> None:
     import torch
 
-    from cnnctl.session.optim import Schedule, train_loss_fn
+    from cnnctl.engine.schedule import Schedule
+    from cnnctl.session.optim import train_loss_fn
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     ours = Schedule(SchedulerConfig.model_validate({"name": "plateau"}), optimizer, 5, 10).plateau

@@ -21,6 +21,7 @@ from cnnctl.config import validate
 from cnnctl.core.errors import DataError
 from cnnctl.data import build_splits, folder, make_loader, stratified_split
 from cnnctl.data.synthetic import write_image_folder
+from cnnctl.data.walk import Walk
 from tests.conftest import TINY, invoke, merge
 
 T = TypeVar("T")
@@ -253,7 +254,7 @@ def test_walk_counts_each_file_once_and_names_what_it_skipped(
 
 def test_walk_messages_name_every_reason(tangled: tuple[Path, dict[str, Any]]) -> None:
     root, expected = tangled
-    walk = folder.Walk(folder.normalise_extensions(None))
+    walk = Walk(folder.normalise_extensions(None))
     bounded(lambda: walk.run([root / "circle", root / "square"]), 30, expected["fifos"])
     reasons = {os.path.relpath(path, root): reason for path, reason in walk.skipped}
     assert reasons == {

@@ -127,11 +127,11 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runner, tmp_
 def test_a_failing_rank_brings_the_job_down(tmp_path: Path) -> None:
     hook = (
         "if os.environ.get('RANK') == '1':\n"
-        "    from cnnctl.engine import loop as engine\n"
+        "    from cnnctl.engine.stepper import Stepper\n"
         "    from cnnctl.core.errors import RunFailed\n"
         "    def boom(self, *args, **kwargs):\n"
         "        raise RunFailed('rank 1 failed on purpose')\n"
-        "    engine.Stepper.train_epoch = boom\n"
+        "    Stepper.train_epoch = boom\n"
     )
     cfg = merge(merge(TINY, DDP), {"output": {"dir": str(tmp_path / "runs")}})
     config = tmp_path / "ddp.yaml"

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from cnnctl.engine.loop import EpochRow, divergence, divergence_advice
+from cnnctl.engine.loop import divergence, divergence_advice
+from cnnctl.engine.state import EpochRow
 from cnnctl.report.console import epoch_line
 from tests.conftest import invoke
 

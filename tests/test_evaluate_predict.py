@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cnnctl.data.synthetic import write_image_folder
-from cnnctl.workflows import train as workflows
+from cnnctl.workflows.evaluate import evaluate
+from cnnctl.workflows.predict import predict
 from tests.conftest import invoke
 
 
@@ -29,7 +30,7 @@ def test_evaluate_own_dataset_defaults_to_test(runner, trained_run: Path, tmp_pa
 
 
 def test_evaluate_val_split_matches_training_log(trained_run: Path) -> None:
-    result, what = workflows.evaluate(trained_run / "best.pt", split="val", device="cpu")
+    result, what = evaluate(trained_run / "best.pt", split="val", device="cpu")
     summary = json.loads((trained_run / "summary.json").read_text())
     assert "val split" in what
     assert result.loss == pytest.approx(summary["best_val_loss"], rel=1e-5)
@@ -103,8 +104,8 @@ def test_predict_json_and_single_files(runner, trained_run: Path, tmp_path: Path
 def test_predict_matches_evaluate_on_the_same_images(trained_run: Path, tmp_path: Path) -> None:
     """Predict prepares files exactly as evaluate does: same labels for the same images."""
     write_image_folder(tmp_path / "imgs", 3, 4, 16, seed=9, noise=0.05)
-    rows = list(workflows.predict(trained_run, [tmp_path / "imgs"], device="cpu"))
-    result, _ = workflows.evaluate(trained_run, tmp_path / "imgs", device="cpu")
+    rows = list(predict(trained_run, [tmp_path / "imgs"], device="cpu"))
+    result, _ = evaluate(trained_run, tmp_path / "imgs", device="cpu")
     classes = ["circle", "square", "triangle"]
     correct = sum(r.label == Path(r.path).parent.name for r in rows)
     assert correct == int(result.confusion.diag().sum())

@@ -19,13 +19,15 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
+from cnnctl.artifacts.exported import OnnxClassifier, sidecar_path
+from cnnctl.artifacts.loaded import LoadedModel, load_model
 from cnnctl.cli import app
 from cnnctl.core.errors import ConfigError, RunFailed
 from cnnctl.data.synthetic import write_image_folder
 from cnnctl.models import ModelSpec, build_model
+from cnnctl.models.architecture import rebuild_plain
 from cnnctl.workflows import export
-from cnnctl.workflows import train as workflows
-from cnnctl.workflows.export import OnnxClassifier, export_model, sidecar_path
+from cnnctl.workflows.export import export_model
 from tests.conftest import TINY, invoke, merge
 
 pytest.importorskip("onnxruntime")
@@ -34,9 +36,9 @@ TOLERANCE = 1e-4
 HEADS: dict[str, dict[str, Any]] = {"alexnet": {}, "densenet121": {"hidden": [8], "dropout": 0.2}}
 
 
-def loaded(run: Path) -> workflows.LoadedModel:
+def loaded(run: Path) -> LoadedModel:
     """The checkpoint as `cnnctl export` loads it (stored layout, not predict's channels_last)."""
-    return workflows.load_model(run, "cpu", inference_layout=False)
+    return load_model(run, "cpu", inference_layout=False)
 
 
 def train_run(root: Path, name: str, changes: dict[str, Any]) -> Path:
@@ -362,7 +364,7 @@ def test_cli_transfer_state_dict_loads_strictly_into_torchvision(name: str, tran
     assert [layer["type"] for layer in architecture["head"]] == [
         type(m).__name__ for m in net.get_submodule(architecture["head_module"])
     ]
-    rebuilt = export.rebuild_plain(architecture)
+    rebuilt = rebuild_plain(architecture)
     rebuilt.load_state_dict(state, strict=True)
 
 

@@ -373,9 +373,10 @@ def test_error_reprs_are_short(write_config) -> None:
 def test_the_pure_python_loader_has_the_same_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without libyaml (PyYAML built without it) the same checks run on PyYAML's own parser."""
     import cnnctl.config as config
+    from cnnctl.config import yaml_io
 
-    monkeypatch.setattr(config, "_EventLoader", yaml.SafeLoader)
-    monkeypatch.setattr(config, "_FastLoader", config._Loader)
+    monkeypatch.setattr(yaml_io, "EventLoader", yaml.SafeLoader)
+    monkeypatch.setattr(yaml_io, "FastLoader", yaml_io.Loader)
     cases = {
         billion_laughs(): "aliases expand it to more than 10,000 values",
         "x: " + "[" * 5000 + "]" * 5000: "YAML nested more than 32 levels deep",

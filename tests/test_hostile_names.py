@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from cnnctl.artifacts.predictions import write_predictions
 from cnnctl.data.synthetic import write_image_folder
 from cnnctl.report import console as report
 from cnnctl.report.console import console_for, printable
@@ -211,14 +212,14 @@ def test_a_hostile_run_name_in_a_console_line(name: str) -> None:
 def test_prediction_files_hold_cells_as_they_are(tmp_path: Path) -> None:
     """A cell starting with = + - @ is written as it is, not prefixed: the CSV is data for
     programs and a path must round-trip (docs/reliability.md says what a spreadsheet does)."""
-    from cnnctl.workflows.train import Prediction
+    from cnnctl.workflows.predict import Prediction
 
     cells = ["=SUM(1+2)", "+1", "-1", "@x", NAMES[2], NAMES[3]]
     rows = [Prediction(f"d/{c}.png", c, 0.5, [(c, 0.5)], "") for c in cells]
     rows.append(Prediction(f"d/{NAMES[3]}.png", "", None, [], f"OSError: {NAMES[3]} [b]"))
     for suffix in (".csv", ".json"):
         out = tmp_path / f"p{suffix}"
-        records = list(report.write_predictions(iter(rows), out, topk=1))
+        records = list(write_predictions(iter(rows), out, topk=1))
         assert len(records) == len(rows)
         if suffix == ".csv":
             with open(out, newline="", encoding="utf-8", errors="surrogateescape") as handle:
@@ -233,10 +234,10 @@ def test_prediction_files_hold_cells_as_they_are(tmp_path: Path) -> None:
 
 
 def test_a_prediction_file_appears_only_when_complete(tmp_path: Path) -> None:
-    from cnnctl.workflows.train import Prediction
+    from cnnctl.workflows.predict import Prediction
 
     out = tmp_path / "p.csv"
-    stream = report.write_predictions(iter([Prediction("a.png", "x", 0.5, [], "")] * 3), out, topk=1)
+    stream = write_predictions(iter([Prediction("a.png", "x", 0.5, [], "")] * 3), out, topk=1)
     next(stream)
     assert not out.exists()  # written to a temp file beside it ...
     stream.close()  # ... and a stream stopped early leaves neither

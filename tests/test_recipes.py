@@ -18,6 +18,7 @@ from cnnctl.core.errors import ConfigError, RunFailed
 from cnnctl.data import EpochLoader, TensorBatches, build_splits, make_loader
 from cnnctl.data.transforms import build_augment
 from cnnctl.engine.lr_range import batch_noise, smooth, suggest
+from cnnctl.session.lr import find_lr
 from tests.conftest import TINY, invoke, merge
 
 SIZE = (16, 16)
@@ -275,13 +276,12 @@ def test_lr_find_steps_like_training(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(lrfind, "_cycle", counting)
     cfg = validate(merge(TINY, {**TOY, "train": {"accumulate": 2, "mixup_alpha": 0.2}}))
-    result = lrfind.find_lr(cfg, start=1e-6, end=1e-4, steps=12)
+    result = find_lr(cfg, start=1e-6, end=1e-4, steps=12)
     assert len(result.lrs) == 12 and len(seen) == 24
     assert all(math.isfinite(v) for v in result.raw_losses)
 
 
 def test_lr_find_sweeps_without_mixup(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cnnctl.engine.lr_range as lrfind
     from cnnctl.session import optim
 
     calls: list[int] = []
@@ -291,9 +291,9 @@ def test_lr_find_sweeps_without_mixup(monkeypatch: pytest.MonkeyPatch) -> None:
         mixer = original(*args)
         return None if mixer is None else (lambda x, y: (calls.append(1), mixer(x, y))[1])
 
-    monkeypatch.setattr("cnnctl.workflows.train.batch_mixer", spying)
+    monkeypatch.setattr("cnnctl.session.build.batch_mixer", spying)
     cfg = validate(merge(TINY, {**TOY, "train": {"mixup_alpha": 0.2}}))
-    lrfind.find_lr(cfg, start=1e-6, end=1e-4, steps=10)
+    find_lr(cfg, start=1e-6, end=1e-4, steps=10)
     assert calls == []
 
 

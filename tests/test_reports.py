@@ -124,8 +124,9 @@ def test_plots_draw_any_class_name_as_it_is(tmp_path: Path) -> None:
 def test_metrics_csv_is_rewritten_atomically_and_failures_are_one_line(tmp_path: Path) -> None:
     import pytest
 
+    from cnnctl.artifacts.run_logs import MetricsLog
+    from cnnctl.core.atomic import write_json
     from cnnctl.core.errors import OutputError
-    from cnnctl.report.console import MetricsLog, write_json
 
     row = {
         "epoch": 1,

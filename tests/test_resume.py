@@ -19,7 +19,8 @@ import torch
 import yaml
 
 from cnnctl.config import load_config
-from cnnctl.engine import loop as engine
+from cnnctl.engine.stepper import Stepper
+from cnnctl.session import build as session_build
 from cnnctl.workflows import train as workflows
 from tests.conftest import TINY, invoke, merge
 
@@ -170,7 +171,7 @@ def poison_losses(
 ) -> dict[str, int]:
     """Make training loss number n (counted from 1 over the run) `loss * value` where bad(n);
     returns the live call counter."""
-    original = workflows.train_loss_fn
+    original = session_build.train_loss_fn
     calls = {"n": 0}
 
     def poisoned(*args: Any) -> Any:
@@ -183,7 +184,7 @@ def poison_losses(
 
         return wrapped
 
-    monkeypatch.setattr(workflows, "train_loss_fn", poisoned)
+    monkeypatch.setattr(session_build, "train_loss_fn", poisoned)
     return calls
 
 
@@ -206,7 +207,7 @@ def test_deferred_loss_check_names_the_first_bad_batch(write_config, monkeypatch
     """On a GPU, nan_policy stop checks the losses every 20 batches instead of syncing per batch:
     the run still stops in the epoch of the bad batch, names it, and writes no checkpoint."""
     calls = poison_losses(monkeypatch, lambda n: n == 4, float("inf"))
-    monkeypatch.setattr(engine.Stepper, "check_every_batch", property(lambda self: False))
+    monkeypatch.setattr(Stepper, "check_every_batch", property(lambda self: False))
     cfg = load_config(
         write_config({"train": {"nan_policy": "stop"}, "data": {"batch_size": 2}}, name="deferred")
     )

@@ -9,6 +9,7 @@ import torch
 
 from cnnctl.config import load_config
 from cnnctl.workflows import train as workflows
+from cnnctl.workflows.evaluate import evaluate
 
 
 def test_channels_last_trains_to_the_same_numbers(write_config) -> None:
@@ -18,7 +19,7 @@ def test_channels_last_trains_to_the_same_numbers(write_config) -> None:
         for key in ("train_loss", "val_loss", "val_acc"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
     # A channels_last checkpoint rebuilds as a plain model and scores the same.
-    result, _ = workflows.evaluate(nhwc.run_dir / "best.pt", device="cpu")
+    result, _ = evaluate(nhwc.run_dir / "best.pt", device="cpu")
     assert nhwc.test is not None and result.loss == pytest.approx(nhwc.test.loss, rel=1e-4)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from cnnctl.data.synthetic import write_image_folder
 from cnnctl.engine import stream
-from cnnctl.workflows import train as workflows
+from cnnctl.workflows.predict import predict
 
 
 def test_prefetch_keeps_order_and_bounds_what_it_holds() -> None:
@@ -125,9 +125,9 @@ def test_cpu_predict_streams_in_order_and_restores_threads(trained_run: Path, tm
     write_image_folder(tmp_path / "imgs", 3, 14, 16, seed=3, noise=0.05)
     (tmp_path / "imgs" / "circle" / "zz_broken.png").write_bytes(b"nope")
     before = torch.get_num_threads()
-    threaded = list(workflows.predict(trained_run, [tmp_path / "imgs"], batch_size=4, device="cpu"))
+    threaded = list(predict(trained_run, [tmp_path / "imgs"], batch_size=4, device="cpu"))
     assert torch.get_num_threads() == before
-    loader = list(workflows.predict(trained_run, [tmp_path / "imgs"], batch_size=4, device="cpu", workers=0))
+    loader = list(predict(trained_run, [tmp_path / "imgs"], batch_size=4, device="cpu", workers=0))
     assert [(p.path, p.label, p.error != "") for p in threaded] == [
         (p.path, p.label, p.error != "") for p in loader
     ]
@@ -135,7 +135,7 @@ def test_cpu_predict_streams_in_order_and_restores_threads(trained_run: Path, tm
         [p.probability for p in loader], abs=1e-5, nan_ok=True
     )
     assert sum(1 for p in threaded if p.error) == 1
-    partial = workflows.predict(trained_run, [tmp_path / "imgs"], batch_size=4, device="cpu")
+    partial = predict(trained_run, [tmp_path / "imgs"], batch_size=4, device="cpu")
     for _ in range(30):
         next(partial)
     partial.close()

@@ -12,7 +12,8 @@ import yaml
 
 from cnnctl.config import load_config
 from cnnctl.engine import loop as engine
-from cnnctl.engine.metrics import EvalResult
+from cnnctl.engine.stepper import Stepper
+from cnnctl.tasks.metrics import EvalResult
 from cnnctl.workflows import train as workflows
 from tests.conftest import invoke
 
@@ -100,7 +101,7 @@ def test_best_pt_keeps_the_epoch_with_the_lowest_val_loss(
 ) -> None:
     """Val loss rises after epoch 1: best.pt must hold epoch 1's weights, last.pt epoch 3's."""
     scripted = iter([0.5, 0.9, 0.7])
-    real_evaluate = engine.Stepper.evaluate
+    real_evaluate = Stepper.evaluate
     snapshots: list[dict[str, torch.Tensor]] = []
 
     def evaluate(self, batches, classes, topk=(1,)) -> EvalResult:
@@ -110,7 +111,7 @@ def test_best_pt_keeps_the_epoch_with_the_lowest_val_loss(
             result.loss = next(scripted)
         return result
 
-    monkeypatch.setattr(engine.Stepper, "evaluate", evaluate)
+    monkeypatch.setattr(Stepper, "evaluate", evaluate)
     cfg = load_config(write_config({"train": {"epochs": 3}}))
     outcome = workflows.train(cfg, "rule")
     assert outcome.state.best_epoch == 1

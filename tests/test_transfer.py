@@ -20,9 +20,11 @@ from cnnctl.config import load_config
 from cnnctl.core import catalog
 from cnnctl.core.errors import ConfigError
 from cnnctl.models import ModelSpec, build_model, list_models
-from cnnctl.models.transfer import TransferNet, load_pretrained, resolve_run_config
+from cnnctl.models.pretrained import load_pretrained
+from cnnctl.models.torchvision import TransferNet
 from cnnctl.runtime.seeding import seed_everything
-from cnnctl.workflows import train as workflows
+from cnnctl.session import build as session_build
+from cnnctl.session.resolve import resolve_config as resolve_run_config
 from tests.conftest import invoke
 
 FILES = {"alexnet": "alexnet-owt-7be5be79.pth", "densenet121": "densenet121-a639ec97.pth"}
@@ -79,13 +81,13 @@ def test_frozen_backbone_stays_bit_identical_and_only_the_head_trains(
 ) -> None:
     reference = cache(torch_home, name)
     seen: list[torch.optim.Optimizer] = []
-    original = workflows.build_optimizer
+    original = session_build.build_optimizer
 
     def spy(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
         seen.append(original(*args, **kwargs))
         return seen[-1]
 
-    monkeypatch.setattr(workflows, "build_optimizer", spy)
+    monkeypatch.setattr(session_build, "build_optimizer", spy)
     config = write_config(transfer_config(name, weights="imagenet", freeze="backbone"))
     result = invoke(runner, "train", config)
     assert result.exit_code == 0, result.output

@@ -29,6 +29,7 @@ import torch
 
 from cnnctl import __version__
 from cnnctl.core.errors import CheckpointError, OutputError, RunFailed
+from cnnctl.tasks.single_label import OUTPUT_KINDS, SingleLabel
 
 FORMAT = "cnnctl-checkpoint"
 FORMAT_VERSION = 1
@@ -111,7 +112,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return data
 
 
-OUTPUT_KINDS = ("logits", "log_probs", "binary_logit")
 MAX_SIDE = 8192  # pixels: an input side beyond this is not an image classifier's
 MAX_CLASSES = 1_000_000
 
@@ -145,7 +145,7 @@ def io_problem(classes: Any, input_spec: Any, kind: Any, outputs: Any) -> str | 
         return problem
     if kind not in OUTPUT_KINDS:
         return f"'output_kind' {kind!r} is not one of {', '.join(OUTPUT_KINDS)}"
-    wanted = 1 if kind == "binary_logit" else len(classes)
+    wanted = SingleLabel(kind).num_outputs(len(classes))
     if outputs != wanted:
         return f"the model has {outputs!r} outputs for {len(classes)} classes ({kind})"
     return None

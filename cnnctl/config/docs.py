@@ -13,17 +13,12 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from cnnctl.config import (
-    MAX_CONFIG_BYTES,
-    MAX_SET_BYTES,
-    MAX_YAML_DEPTH,
-    MAX_YAML_NODES,
-    REQUIRED_KEYS,
-    SMALLEST_CONFIG,
-    TORCH_DEFAULTS,
-    RunConfig,
-    Section,
-)
+from cnnctl.config.base import Section
+from cnnctl.config.data import REQUIRED_KEYS, SMALLEST_CONFIG
+from cnnctl.config.overrides import MAX_SET_BYTES
+from cnnctl.config.run import RunConfig
+from cnnctl.config.torch_defaults import TORCH_DEFAULTS
+from cnnctl.config.yaml_io import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 INTRO = f"""# Config reference
 

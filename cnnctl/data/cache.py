@@ -44,7 +44,7 @@ def resolve_mode(mode: str, count: int, spec: InputSpec) -> str:
     if mode != "auto":
         return mode
     need = count * spec.channels * spec.size[0] * spec.size[1]
-    budget = min(AUTO_LIMIT, _ram() // 4)
+    budget = min(AUTO_LIMIT, physical_ram() // 4)
     if need <= budget:
         return "memory"
     log.info(
@@ -54,7 +54,8 @@ def resolve_mode(mode: str, count: int, spec: InputSpec) -> str:
     return "off"
 
 
-def _ram() -> int:
+def physical_ram() -> int:
+    """Bytes of physical memory (8 GiB where the system does not say)."""
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX

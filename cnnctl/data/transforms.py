@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from cnnctl.models.weights import IMAGENET_MEAN as IMAGENET_MEAN
+from cnnctl.models.weights import IMAGENET_STD as IMAGENET_STD
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 

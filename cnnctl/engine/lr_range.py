@@ -1,9 +1,9 @@
 """The learning-rate range test behind `cnnctl lr-find` and `optimizer.lr: auto`.
 
 The data, model (with its pretrained weights), optimizer, loss, precision and gradient
-clipping are built exactly as `cnnctl train` builds them (`workflows._build_session`);
-then, for `steps` optimizer steps (the train loader cycled as often as needed), the lr
-grows exponentially from `start` to `end`, one value per step, and each step's training
+clipping are built exactly as `cnnctl train` builds them (`cnnctl.session.lr.find_lr`);
+this module is the sweep on them: for `steps` optimizer steps (the train loader cycled as
+often as needed), the lr grows exponentially from `start` to `end`, one value per step, and each step's training
 loss is recorded. The curve is the exponentially smoothed loss (beta 0.98, bias-corrected,
 as in Smith's and fastai's finders); the sweep stops early once it exceeds 4x its lowest
 value (the loss diverged).
@@ -20,14 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnnctl.config import RunConfig
-from cnnctl.core.errors import ConfigError, DataError, Interrupted, RunFailed
-from cnnctl.runtime.distributed import Dist
+from cnnctl.core.errors import DataError, Interrupted, RunFailed
 from cnnctl.runtime.interrupt import StopSignals
 
 START, END, STEPS = 1e-7, 10.0, 200  # the defaults of `cnnctl lr-find` and `optimizer.lr: auto`
@@ -51,9 +48,14 @@ class LRFindResult:
     problem: str = ""
 
     @property
+    def lowest_index(self) -> int:
+        """The step of the lowest smoothed loss (past the first 10% of the steps)."""
+        return _lowest(self.losses)
+
+    @property
     def lowest_lr(self) -> float:
         """The lr at the lowest smoothed loss (past the first 10% of the steps)."""
-        return self.lrs[_lowest(self.losses)]
+        return self.lrs[self.lowest_index]
 
     def suggestion(self) -> float:
         """The suggested lr; RunFailed (naming what to do) when there is none."""
@@ -75,56 +77,18 @@ class LRFindResult:
         }
 
 
-def find_lr(
-    cfg: RunConfig,
-    start: float = START,
-    end: float = END,
-    steps: int = STEPS,
-    signals: StopSignals | None = None,
-) -> LRFindResult:
-    """Run the LR range test for `cfg` (its `optimizer.lr` is ignored, `auto` included).
-
-    One step is one optimizer step: `train.accumulate` batches. MixUp / CutMix are left out
-    of the sweep: the soft targets add enough noise to hide the loss curve in a few hundred
-    steps, and the lr they train best with is close to the plain one (the EMA of the weights,
-    which does not change them, is not kept either).
-
-    `signals` (a StopSignals in effect): a SIGINT/SIGTERM stops the sweep at the next step
-    with `Interrupted`. A loss that is not finite from the first steps is a RunFailed; one
-    that hardly falls gives a result without a suggestion (`problem` says what to try).
-    """
-    if not 0 < start < end or not math.isfinite(end):
-        raise ConfigError(f"lr-find: need 0 < start < end (got start {start:g}, end {end:g})")
-    if steps < MIN_STEPS:
-        raise ConfigError(f"lr-find: need at least {MIN_STEPS} steps (got {steps})")
-    from cnnctl.workflows.train import _build_session
-
-    signals = signals or StopSignals()
-    # lr 1.0 as a stand-in: each param group's lr is then its multiple of the swept lr
-    # (a transfer model's backbone group keeps lr x optimizer.backbone_lr_mult).
-    unit = cfg.model_copy(update={"optimizer": cfg.optimizer.model_copy(update={"lr": 1.0})})
-    session = _build_session(unit, None, signals, Dist())
-    try:
-        lrs, raw = _sweep(session, start, end, steps, signals)
-    finally:
-        device = session.device
-        del session
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    return _result(lrs, raw, steps)
-
-
-def _sweep(
-    session: Any, start: float, end: float, steps: int, signals: StopSignals
+def sweep(
+    stepper: Any, train_batches: Any, start: float, end: float, steps: int, signals: StopSignals
 ) -> tuple[list[float], list[float]]:
-    stepper = session.stepper
+    """`steps` optimizer steps of `stepper` on the train batches (cycled), the lr growing
+    exponentially from `start` to `end`; the lrs stepped and each step's raw loss."""
     optimizer = stepper.optimizer
     assert optimizer is not None and stepper.loss_fn is not None
     # The schedule has already scaled the groups (warmup, onecycle); their own lrs are kept
     # as `initial_lr`.
     ratios = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
     stepper.model.train()
-    batches = _cycle(session.train_batches)
+    batches = _cycle(train_batches)
     lrs: list[float] = []
     raw: list[float] = []
     smoothed = best = math.inf
@@ -158,7 +122,7 @@ def _sweep(
 
 def _accumulate(stepper: Any, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> float:
     """The gradients of one optimizer step as training makes them (train.accumulate batches,
-    no mixup / cutmix: see find_lr); returns their mean loss (not finite: no gradient kept)."""
+    no mixup / cutmix: see session.lr.find_lr); returns their mean loss (not finite: no gradient kept)."""
     stepper.optimizer.zero_grad(set_to_none=True)
     k, total = stepper.accumulate, 0.0
     for _ in range(k):
@@ -241,7 +205,7 @@ def _lowest(losses: list[float]) -> int:
     return min(range(max(1, len(losses) // 10), len(losses)), key=losses.__getitem__)
 
 
-def _result(lrs: list[float], raw: list[float], steps: int) -> LRFindResult:
+def result_of(lrs: list[float], raw: list[float], steps: int) -> LRFindResult:
     if len(raw) < MIN_STEPS:
         raise RunFailed(
             f"lr-find: the training loss was not finite after {len(raw)} step(s) (at lr "
@@ -252,32 +216,3 @@ def _result(lrs: list[float], raw: list[float], steps: int) -> LRFindResult:
         return LRFindResult(lrs, losses, raw, suggest(lrs, losses, raw), steps, len(raw) < steps)
     except RunFailed as err:  # the curve is still worth a look
         return LRFindResult(lrs, losses, raw, None, steps, len(raw) < steps, str(err))
-
-
-def plot(result: LRFindResult, out: Path, title: str = "") -> Path:
-    """Loss against lr (log x): the raw loss faint, the smoothed loss, the suggestion marked."""
-    from cnnctl.report import plots
-
-    plt = plots.pyplot()
-
-    lrs, losses, suggested = result.lrs, result.losses, result.suggested_lr
-    lowest = _lowest(losses)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    ax.plot(lrs, result.raw_losses, color="tab:blue", alpha=0.25, linewidth=1, label="loss")
-    ax.plot(lrs, losses, color="tab:blue", linewidth=2, label=f"smoothed (beta {BETA})")
-    ax.plot([lrs[lowest]], [losses[lowest]], "v", color="grey", label=f"lowest at lr {lrs[lowest]:.3g}")
-    if suggested is not None:
-        near = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / suggested)))
-        ax.axvline(suggested, color="tab:red", linestyle="--", linewidth=1)
-        ax.plot([suggested], [losses[near]], "o", color="tab:red", label=f"suggested lr {suggested:.3g}")
-    else:
-        title = f"{title or 'lr range test'}: no suggestion, the loss hardly fell"
-    ax.set_xscale("log")
-    top, low = max(losses[: lowest + 1]), min(min(losses), min(result.raw_losses))
-    ax.set_ylim(low - 0.05 * (top - low), top + 0.3 * (top - low) + 1e-9)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    ax.set_title(title or "lr range test")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    return plots.save(fig, out)

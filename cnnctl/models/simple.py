@@ -1,13 +1,16 @@
-"""Networks sized from the config: the classic small CNN and an MLP."""
+"""Networks sized from the model spec: the classic small CNN and an MLP.
+
+The spec's size is checked against the data before a build (`cnnctl.session.resolve.model_spec`
+runs the config's `check_small_model`), so a builder here only allocates.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from cnnctl.config import KeyError_, check_small_model
 from cnnctl.core.errors import ConfigError
-from cnnctl.models import ModelSpec, register
+from cnnctl.models.registry import ModelSpec, register
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -16,16 +19,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "leaky_relu": nn.LeakyReLU,
 }
-
-
-def _check(spec: ModelSpec) -> None:
-    """The config against the real input shape and class count, before any layer is allocated:
-    a kernel or pool window that does not fit, or a network too large to allocate, is one line
-    naming the key (the config check did what it could without the data's size)."""
-    try:
-        check_small_model(spec.config, spec.input_shape, spec.num_outputs)
-    except KeyError_ as err:
-        raise ConfigError(f"{err.key}: {err}") from None
 
 
 def _head(in_features: int, hidden: list[int], out: int, spec: ModelSpec) -> list[nn.Module]:
@@ -56,7 +49,6 @@ def small_cnn(spec: ModelSpec) -> nn.Module:
     the conv stack, so it is never hand-entered.
     """
     cfg = spec.config
-    _check(spec)
     act = ACTIVATIONS[cfg["activation"]]
     in_ch = spec.input_shape[0]
     blocks: list[nn.Module] = []
@@ -90,6 +82,5 @@ def small_cnn(spec: ModelSpec) -> nn.Module:
 @register("mlp")
 def mlp(spec: ModelSpec) -> nn.Module:
     """Flatten → hidden layers → classes (`hidden: [128, 64]` is the 784→128→64→10 net)."""
-    _check(spec)
     c, h, w = spec.input_shape
     return nn.Sequential(nn.Flatten(), *_head(c * h * w, list(spec.config["hidden"]), spec.num_outputs, spec))

@@ -1,6 +1,7 @@
-"""Everything people read: progress, tables, metrics.csv, summary.json, prediction files.
+"""Everything people read on the console: progress, epoch lines, tables.
 
-Only this module (and cli.py through it) writes for humans. Console output goes through
+Only this module (and cli through it) prints for humans; the files a run writes
+(metrics.csv, predictions) are written by `cnnctl.artifacts`. Console output goes through
 rich; on a terminal the epoch gets a live bar, otherwise one plain line per epoch.
 
 Names (class names from folder names, paths, run names) are shown and written as they are
@@ -13,22 +14,14 @@ of a non-UTF-8 name; JSON: `\\udcff` escapes that read back to the same name).
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from cnnctl.core import atomic
-
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
 _SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 # Bidi embeddings, overrides and isolates, and the marks: they reorder what follows them.
@@ -60,71 +53,6 @@ def shown(value: Any) -> Text:
     """A table cell or title holding user data: plain text (no markup, no highlighting),
     escaped by `printable`."""
     return Text(printable(str(value)))
-
-
-def write_json(path: Path, data: Any) -> None:
-    """JSON written atomically (cnnctl.core.atomic): a reader never sees half a file; a failure is
-    one OutputError line."""
-    atomic.write_json(path, data)
-
-
-class MetricsLog:
-    """metrics.csv, one row per epoch, flushed as each epoch ends."""
-
-    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None):
-        """Start the file (header only), or with `rows` rewrite it to hold exactly those rows
-        (a resumed run drops any row of an epoch whose checkpoint was never written)."""
-        self.path = path
-        if rows is not None or not path.exists():
-            with atomic.atomic_open(path, "w", "metrics file", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(METRIC_COLUMNS)
-                writer.writerows([_fmt(row[c]) for c in METRIC_COLUMNS] for row in rows or [])
-
-    def append(self, row: dict[str, Any]) -> None:
-        try:
-            with open(self.path, "a", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerow([_fmt(row[c]) for c in METRIC_COLUMNS])
-        except OSError as err:
-            raise atomic.output_error(self.path, err, "metrics file") from None
-
-
-class TensorBoardLog:
-    """Epoch scalars for TensorBoard in <run>/tensorboard/ (its writer thread does the I/O)."""
-
-    def __init__(self, folder: Path):
-        self.require()
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=str(folder))
-
-    @staticmethod
-    def require() -> None:
-        """A clear ConfigError now (before a run dir exists) if tensorboard is missing."""
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:
-            from cnnctl.core.errors import ConfigError
-
-            raise ConfigError(
-                "logging.tensorboard: the tensorboard package is not installed; "
-                "pip install 'cnnctl[tensorboard]' or set logging.tensorboard: false"
-            )
-
-    def append(self, row: dict[str, Any]) -> None:
-        epoch = int(row["epoch"])
-        for split in ("train", "val"):
-            self.writer.add_scalar(f"loss/{split}", row[f"{split}_loss"], epoch)
-            self.writer.add_scalar(f"accuracy/{split}", row[f"{split}_acc"], epoch)
-        self.writer.add_scalar("lr", row["lr"], epoch)
-        self.writer.add_scalar("seconds_per_epoch", row["seconds"], epoch)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _fmt(value: Any) -> Any:
-    return f"{value:.6g}" if isinstance(value, float) else value
 
 
 def epoch_line(row: Any, epochs: int) -> str:
@@ -276,73 +204,6 @@ def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
     for name, counts in zip(result["classes"], result["confusion_matrix"], strict=True):
         confusion.add_row(shown(name), *(str(c) for c in counts))
     return [overall, per_class, confusion]
-
-
-def prediction_columns(topk: int) -> list[str]:
-    columns = ["path", "label", "probability"]
-    if topk > 1:
-        for i in range(1, topk + 1):
-            columns += [f"top{i}_label", f"top{i}_probability"]
-    return [*columns, "error"]
-
-
-def prediction_record(pred: Any, topk: int) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "path": pred.path,
-        "label": pred.label,
-        "probability": pred.probability,
-    }
-    if topk > 1:
-        for i in range(topk):
-            label, prob = pred.topk[i] if i < len(pred.topk) else ("", None)
-            record[f"top{i + 1}_label"] = label
-            record[f"top{i + 1}_probability"] = prob
-    record["error"] = pred.error
-    return record
-
-
-def write_predictions(rows: Iterable[Any], out: Path | None, topk: int) -> Iterator[dict[str, Any]]:
-    """Stream prediction records to CSV or JSON (by suffix) while yielding them onward.
-
-    The file appears (atomically) once every row is written. Paths and labels go in as they
-    are: the CSV is UTF-8 with a non-UTF-8 name's own bytes put back (surrogateescape), so a
-    path read back with `errors="surrogateescape"` is the file's name; a cell is never
-    prefixed, even one starting with = + - @ (see docs/reliability.md); JSON escapes such a
-    name as `\\udcXX`, which reads back to the same str."""
-    if out is None:
-        for pred in rows:
-            yield prediction_record(pred, topk)
-        return
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise atomic.output_error(out, err, "predictions file") from None
-    as_json = out.suffix.lower() == ".json"
-    with atomic.atomic_open(
-        out, "w", "predictions file", newline="", encoding="utf-8", errors="surrogateescape"
-    ) as handle:
-        writer = None if as_json else csv.DictWriter(handle, fieldnames=prediction_columns(topk))
-        if writer is not None:
-            writer.writeheader()
-        else:
-            handle.write("[\n")
-        first = True
-        for pred in rows:
-            record = prediction_record(pred, topk)
-            if writer is not None:
-                writer.writerow({k: _csv_value(v) for k, v in record.items()})
-            else:
-                handle.write(("" if first else ",\n") + "  " + json.dumps(record))
-            first = False
-            yield record
-        if writer is None:
-            handle.write("\n]\n")
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    return f"{value:.6f}" if isinstance(value, float) else value
 
 
 def predictions_table(records: list[dict[str, Any]], total: int, failed: int) -> Table:

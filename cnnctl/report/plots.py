@@ -111,3 +111,39 @@ def wrong_grid(images: Sequence[Any], captions: Sequence[str], out: Path, title:
         axes.flat[0].text(0.5, 0.5, "no errors", ha="center", va="center")
     fig.suptitle(printable(title or "most confidently wrong"), parse_math=False)
     return save(fig, out)
+
+
+def lr_range(
+    lrs: Sequence[float],
+    raw_losses: Sequence[float],
+    losses: Sequence[float],
+    lowest: int,
+    suggested: float | None,
+    out: Path,
+    title: str = "",
+    beta: float = 0.98,
+) -> Path:
+    """Loss against lr (log x): the raw loss faint, the smoothed loss (`losses`, lowest at index
+    `lowest`), the suggested lr marked (None: the title says there is none)."""
+    import math
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    ax.plot(lrs, raw_losses, color="tab:blue", alpha=0.25, linewidth=1, label="loss")
+    ax.plot(lrs, losses, color="tab:blue", linewidth=2, label=f"smoothed (beta {beta})")
+    ax.plot([lrs[lowest]], [losses[lowest]], "v", color="grey", label=f"lowest at lr {lrs[lowest]:.3g}")
+    if suggested is not None:
+        near = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / suggested)))
+        ax.axvline(suggested, color="tab:red", linestyle="--", linewidth=1)
+        ax.plot([suggested], [losses[near]], "o", color="tab:red", label=f"suggested lr {suggested:.3g}")
+    else:
+        title = f"{title or 'lr range test'}: no suggestion, the loss hardly fell"
+    ax.set_xscale("log")
+    top, low = max(losses[: lowest + 1]), min(min(losses), min(raw_losses))
+    ax.set_ylim(low - 0.05 * (top - low), top + 0.3 * (top - low) + 1e-9)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(title or "lr range test")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return save(fig, out)

@@ -14,8 +14,10 @@ sidecar's `architecture` (for torchvision models: `torchvision.models.get_model(
 its classifier replaced by the same head, keys without cnnctl's `net.` prefix). An output
 difference above the tolerance fails the export and leaves no file behind.
 
-`OnnxClassifier` is the other side: it runs an exported `.onnx` model (and its sidecar) on
-onnxruntime's CPU provider, for `cnnctl predict MODEL.onnx ...`.
+The sidecar's keys and `OnnxClassifier` (the other side: it runs an exported `.onnx` model
+and its sidecar on onnxruntime's CPU provider, for `cnnctl predict MODEL.onnx ...`) live in
+`cnnctl.artifacts.exported`; describing and rebuilding the plain architecture in
+`cnnctl.models.architecture`.
 """
 
 from __future__ import annotations
@@ -34,23 +36,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnctl import __version__
+from cnnctl.artifacts.exported import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    dynamic_batch_of,
+    need_module,
+    sidecar_data,
+    sidecar_path,
+)
 from cnnctl.core.atomic import atomic_path, describe
-from cnnctl.core.errors import CheckpointError, ConfigError, RunFailed
-from cnnctl.data.transforms import InputSpec, Normalizer
+from cnnctl.core.errors import ConfigError, RunFailed
+from cnnctl.data.transforms import InputSpec
 from cnnctl.models import ModelSpec
-from cnnctl.session.optim import BINARY_LOGIT, LOG_PROBS, probabilities
+from cnnctl.models.architecture import describe_architecture, plain_module, rebuild_plain
+from cnnctl.models.weights import first_line
 
 FORMATS = ("onnx", "torchscript", "state_dict")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt", "state_dict": ".state_dict.pt"}
 OPSET = 18  # the default; the dynamo exporter writes opset 18 or later
 MIN_OPSET = 18
-SIDECAR_FORMAT = "cnnctl-export"
-INSTALL_HINT = "pip install 'cnnctl[export]'"
-INPUT_NAME, OUTPUT_NAME = "input", "output"
-
-# Head layers a sidecar may describe (and `rebuild_plain` may build): nothing else is constructed.
-_HEAD_LAYERS = ("Linear", "Conv2d", "Dropout", "ReLU", "GELU", "SiLU", "Tanh", "LeakyReLU")
 
 
 @dataclass
@@ -77,10 +81,6 @@ class ExportReport:
         }
 
 
-def sidecar_path(model_file: Path) -> Path:
-    return model_file.with_name(model_file.name + ".json")
-
-
 def default_out(checkpoint: str | Path, fmt: str) -> Path:
     """Next to the checkpoint: `<run>/model.onnx` for a run dir or its best.pt, `<run>/last.onnx`
     for last.pt (the suffix per format: .onnx, .ts.pt, .state_dict.pt)."""
@@ -89,18 +89,6 @@ def default_out(checkpoint: str | Path, fmt: str) -> Path:
         return path / f"model{SUFFIX[fmt]}"
     stem = "model" if path.name == "best.pt" else path.name.split(".")[0] or "model"
     return path.with_name(stem + SUFFIX[fmt])
-
-
-def _need(module: str, purpose: str = "exporting to ONNX") -> Any:
-    try:
-        return __import__(module)
-    except ImportError:
-        raise ConfigError(f"{purpose} needs the '{module}' package: {INSTALL_HINT}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or err.__class__.__name__
-    return text.splitlines()[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -122,8 +110,8 @@ def export_checkpoint(
 
     The model file and its sidecar never replace the checkpoint, a run's files or an existing
     file (that one only with `force`)."""
+    from cnnctl.artifacts.loaded import load_model
     from cnnctl.artifacts.outputs import claim_output
-    from cnnctl.workflows.train import load_model
 
     _check_format(fmt, opset)
     if fmt == "onnx":
@@ -167,8 +155,8 @@ def _check_format(fmt: str, opset: int) -> None:
 
 def _need_onnx(opset: int) -> None:
     for module in ("onnx", "onnxscript", "onnxruntime"):
-        _need(module)
-    newest = int(_need("onnx").defs.onnx_opset_version())
+        need_module(module)
+    newest = int(need_module("onnx").defs.onnx_opset_version())
     if opset > newest:
         raise ConfigError(f"--opset {opset}: the installed onnx knows opsets {MIN_OPSET} to {newest}")
 
@@ -197,37 +185,19 @@ def export_model(
         _need_onnx(opset)
     model = model.cpu().eval()
     architecture = describe_architecture(model, model_spec)
-    generator = torch.Generator().manual_seed(0)
-    # A fixed-batch ONNX graph takes one image at a time; a dynamic one is traced with 2.
-    sample = torch.randn(2 if dynamic_batch else 1, *spec.shape, generator=generator)
-    diff: float | None = None
-    scale = 0.0  # the largest |output| compared, for the failure message
-    verified_with = "none"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except (OSError, ValueError) as err:
-        raise RunFailed(f"{out.parent}: cannot create the folder ({describe(err)})") from None
+    _make_folder(out.parent)
     sidecar = sidecar_path(out)
     # Both files appear only once verified, the model first; a failure leaves neither temp file.
     with atomic_path(sidecar, "export sidecar") as sidecar_tmp, atomic_path(out, "export") as tmp:
-        if fmt == "onnx":
-            _export_onnx(model, sample, tmp, dynamic_batch, opset)
-            diff, scale = _verify_onnx(model, tmp, spec, dynamic_batch, generator)
-            verified_with = f"onnxruntime {_need('onnxruntime').__version__} (CPUExecutionProvider)"
-        elif fmt == "torchscript":
-            _export_torchscript(model, sample, tmp)
-            (diff, scale), verified_with = _verify_torchscript(model, tmp, spec, generator), "torch.jit"
-        else:
-            torch.save({k: v.detach().cpu() for k, v in plain_module(model).state_dict().items()}, tmp)
-            if architecture is not None:
-                diff, scale = _verify_state_dict(model, tmp, architecture, spec, generator)
-                verified_with = f"load_state_dict(strict=True) into {architecture['rebuild_with']}"
+        diff, scale, verified_with = _write_verified(
+            model, spec, fmt, tmp, dynamic_batch, opset, architecture
+        )
         if diff is not None and not diff <= tolerance:  # NaN fails too
             raise RunFailed(
                 f"{out}: the exported model differs from PyTorch by {diff:.3g} (> tolerance {tolerance:g}; "
                 f"outputs reach {scale:.3g}); nothing was written"
             )
-        meta = _sidecar(out, fmt, classes, output_kind, spec, dynamic_batch, opset, diff, architecture)
+        meta = sidecar_data(out, fmt, classes, output_kind, spec, dynamic_batch, opset, diff, architecture)
         sidecar_tmp.write_text(json.dumps({**meta, **(extra or {})}, indent=2) + "\n", encoding="utf-8")
     return ExportReport(
         out,
@@ -237,165 +207,49 @@ def export_model(
         opset if fmt == "onnx" else None,
         tolerance,
         verified_with,
-        _dynamic(fmt, dynamic_batch),
+        dynamic_batch_of(fmt, dynamic_batch),
     )
 
 
-def _dynamic(fmt: str, dynamic_batch: bool) -> bool | None:
-    """Any batch size? A traced TorchScript module is (it is verified with another batch)."""
-    return {"onnx": dynamic_batch, "torchscript": True}.get(fmt)
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as err:
+        raise RunFailed(f"{folder}: cannot create the folder ({describe(err)})") from None
 
 
-def _sidecar(
-    out: Path,
-    fmt: str,
-    classes: list[str],
-    output_kind: str,
+def _write_verified(
+    model: nn.Module,
     spec: InputSpec,
+    fmt: str,
+    tmp: Path,
     dynamic_batch: bool,
     opset: int,
-    diff: float | None,
     architecture: dict[str, Any] | None,
-) -> dict[str, Any]:
-    batch: Any = 1 if fmt == "onnx" and not dynamic_batch else "batch"
-    return {
-        "format": SIDECAR_FORMAT,
-        "model_file": out.name,
-        "model_format": fmt,
-        "classes": list(classes),
-        "output_kind": output_kind,
-        "input": {
-            **spec.to_plain(),
-            "name": INPUT_NAME,
-            "shape": list(spec.shape),
-            "dtype": "float32",
-            "layout": "NCHW",
-            "preprocess": "resize (shorter side to `resize` then centre crop to `size`, or straight to "
-            "`size` when `resize` is null), pixels / 255, then (x - mean) / std per channel",
-        },
-        "output": {
-            "name": OUTPUT_NAME,
-            "shape": [batch, 1 if output_kind == BINARY_LOGIT else len(classes)],
-            "to_probabilities": _to_probabilities(output_kind),
-        },
-        "dynamic_batch": _dynamic(fmt, dynamic_batch),
-        "opset": opset if fmt == "onnx" else None,
-        "max_abs_diff": diff,
-        "architecture": architecture,
-        "cnnctl": __version__,
-        "torch": str(torch.__version__),
-    }
-
-
-def _to_probabilities(output_kind: str) -> str:
-    if output_kind == BINARY_LOGIT:
-        return "p = sigmoid(output[:, 0]) is the probability of classes[1]; 1 - p of classes[0]"
-    if output_kind == LOG_PROBS:
-        return "exp(output): the outputs are log-probabilities"
-    return "softmax(output, dim=1): the outputs are logits"
+) -> tuple[float | None, float, str]:
+    """Write the model file to `tmp` and check it against PyTorch: (max abs diff or None when
+    nothing could be compared, the largest |output| compared, what it was verified with)."""
+    generator = torch.Generator().manual_seed(0)
+    # A fixed-batch ONNX graph takes one image at a time; a dynamic one is traced with 2.
+    sample = torch.randn(2 if dynamic_batch else 1, *spec.shape, generator=generator)
+    if fmt == "onnx":
+        _export_onnx(model, sample, tmp, dynamic_batch, opset)
+        diff, scale = _verify_onnx(model, tmp, spec, dynamic_batch, generator)
+        return diff, scale, f"onnxruntime {need_module('onnxruntime').__version__} (CPUExecutionProvider)"
+    if fmt == "torchscript":
+        _export_torchscript(model, sample, tmp)
+        diff, scale = _verify_torchscript(model, tmp, spec, generator)
+        return diff, scale, "torch.jit"
+    torch.save({k: v.detach().cpu() for k, v in plain_module(model).state_dict().items()}, tmp)
+    if architecture is None:
+        return None, 0.0, "none"
+    diff, scale = _verify_state_dict(model, tmp, architecture, spec, generator)
+    return diff, scale, f"load_state_dict(strict=True) into {architecture['rebuild_with']}"
 
 
 # --------------------------------------------------------------------------------------
-# The plain model a state_dict loads into
+# Verifying a state_dict export
 # --------------------------------------------------------------------------------------
-
-
-def _transfer_net(model: nn.Module) -> Any:
-    """The model as a TransferNet (torchvision network + new head), or None."""
-    if not hasattr(model, "net") or not hasattr(model, "head_name"):
-        return None
-    from cnnctl.models.transfer import TransferNet
-
-    return model if isinstance(model, TransferNet) else None
-
-
-def plain_module(model: nn.Module) -> nn.Module:
-    """The module whose state_dict a plain (torchvision / nn) model loads with strict=True:
-    the torchvision network of a transfer model (keys without `net.`), else the model."""
-    transfer = _transfer_net(model)
-    return transfer.net if transfer is not None else model
-
-
-def describe_architecture(model: nn.Module, model_spec: ModelSpec | None = None) -> dict[str, Any] | None:
-    """How to rebuild the plain model a state_dict export loads into (None when unknown)."""
-    transfer = _transfer_net(model)
-    if transfer is not None:
-        kwargs: dict[str, Any] = {}
-        if model_spec is not None:
-            from cnnctl.models.transfer import arch_kwargs, enum_member
-
-            weights = str(model_spec.config.get("weights", "none"))
-            kwargs = arch_kwargs(transfer.arch, model_spec, enum_member(transfer.arch, weights) is not None)
-        head = transfer.head
-        return {
-            "family": "torchvision",
-            "name": transfer.arch,
-            "kwargs": kwargs,
-            "head_module": transfer.head_name,
-            "head": [_layer_plain(layer) for layer in head] if isinstance(head, nn.Sequential) else [],
-            "log_softmax": transfer.log_softmax is not None,
-            "expand_grey": bool(transfer.expand_grey),
-            "rebuild_with": f"torchvision.models.get_model({transfer.arch!r}, weights=None)",
-            "rebuild": "net = torchvision.models.get_model(name, weights=None, **kwargs); "
-            "net.set_submodule(head_module, torch.nn.Sequential(*head layers, in order)); "
-            "net.load_state_dict(state_dict, strict=True). The model's output is net(x) "
-            "(x.expand(-1, 3, -1, -1) first when expand_grey; log_softmax(dim=1) after when log_softmax)",
-        }
-    if model_spec is None:
-        return None
-    return {
-        "family": "cnnctl",
-        "name": str(model_spec.config.get("name")),
-        "model_spec": model_spec.to_plain(),
-        "modules": {name: repr(m) for name, m in model.named_modules() if name and not list(m.children())},
-        "rebuild_with": "cnnctl.models.build_model(ModelSpec.from_plain(model_spec))",
-        "rebuild": "model = cnnctl.models.build_model(cnnctl.models.ModelSpec.from_plain(model_spec)) "
-        "(a plain torch.nn.Sequential whose leaf modules are listed in `modules`); "
-        "model.load_state_dict(state_dict, strict=True)",
-    }
-
-
-def _layer_plain(layer: nn.Module) -> dict[str, Any]:
-    name = type(layer).__name__
-    if isinstance(layer, nn.Linear):
-        return {"type": name, "in_features": layer.in_features, "out_features": layer.out_features}
-    if isinstance(layer, nn.Conv2d):
-        return {
-            "type": name,
-            "in_channels": layer.in_channels,
-            "out_channels": layer.out_channels,
-            "kernel_size": 1,
-        }
-    if isinstance(layer, nn.Dropout):
-        return {"type": name, "p": layer.p}
-    return {"type": name}
-
-
-def rebuild_plain(architecture: dict[str, Any]) -> nn.Module:
-    """The plain model a state_dict export loads into, built from the sidecar's `architecture`.
-
-    torchvision: `get_model(name, weights=None, **kwargs)` with `head_module` replaced by
-    `nn.Sequential(*head)`, so keys are torchvision's own; cnnctl: `build_model(model_spec)`.
-    """
-    if architecture.get("family") == "cnnctl":
-        from cnnctl.models import build_model
-
-        return build_model(ModelSpec.from_plain(architecture["model_spec"]))
-    import torchvision
-
-    layers: list[nn.Module] = []
-    for layer in architecture["head"]:
-        kind = str(layer["type"])
-        if kind not in _HEAD_LAYERS:
-            raise CheckpointError(f"architecture.head: unknown layer type {kind!r}")
-        layers.append(getattr(nn, kind)(**{k: v for k, v in layer.items() if k != "type"}))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net: nn.Module = torchvision.models.get_model(
-            architecture["name"], weights=None, **architecture.get("kwargs", {})
-        )
-    net.set_submodule(architecture["head_module"], nn.Sequential(*layers))
-    return net
 
 
 def _verify_state_dict(
@@ -411,7 +265,7 @@ def _verify_state_dict(
     except RuntimeError as err:
         raise RunFailed(
             f"the exported state_dict does not load strictly into {architecture['rebuild_with']}: "
-            f"{_first_line(err)}"
+            f"{first_line(err)}"
         ) from None
     plain.eval()
     x = torch.randn(3, *spec.shape, generator=generator)
@@ -442,13 +296,13 @@ def _export_onnx(model: nn.Module, sample: torch.Tensor, path: Path, dynamic_bat
             # One self-contained file (weights inline): the temp file is renamed afterwards.
             torch.onnx.export(model, (sample,), str(path), dynamo=True, external_data=False, **kwargs)
         except Exception as err:  # noqa: BLE001 - report the exporter's reason in one line
-            raise RunFailed(f"ONNX export failed: {_first_line(err)}") from None
-    onnx = _need("onnx")
+            raise RunFailed(f"ONNX export failed: {first_line(err)}") from None
+    onnx = need_module("onnx")
     try:
         graph = onnx.load(str(path))
         onnx.checker.check_model(graph)
     except Exception as err:  # noqa: BLE001
-        raise RunFailed(f"the exported ONNX graph fails onnx.checker: {_first_line(err)}") from None
+        raise RunFailed(f"the exported ONNX graph fails onnx.checker: {first_line(err)}") from None
     written = [entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx")]
     if written != [opset]:
         raise RunFailed(f"--opset {opset}: the exporter wrote opset {written[0] if written else '?'} instead")
@@ -472,11 +326,11 @@ def _verify_onnx(
 ) -> tuple[float, float]:
     """The same random batches through onnxruntime (CPU) and PyTorch: the worst abs difference
     and the largest |output|."""
-    ort = _need("onnxruntime")
+    ort = need_module("onnxruntime")
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001
-        raise RunFailed(f"onnxruntime cannot load the exported model: {_first_line(err)}") from None
+        raise RunFailed(f"onnxruntime cannot load the exported model: {first_line(err)}") from None
     worst = scale = 0.0
     for batch in (2, 3) if dynamic_batch else (1,):
         x = torch.randn(batch, *spec.shape, generator=generator)
@@ -496,7 +350,7 @@ def _export_torchscript(model: nn.Module, sample: torch.Tensor, path: Path) -> N
             buffer = io.BytesIO()  # torch's C++ writer aborts the process on a full disk: write in Python
             torch.jit.save(scripted, buffer)
     except Exception as err:  # noqa: BLE001
-        raise RunFailed(f"TorchScript export failed: {_first_line(err)}") from None
+        raise RunFailed(f"TorchScript export failed: {first_line(err)}") from None
     path.write_bytes(buffer.getvalue())  # an OSError here is one line (cnnctl.core.atomic)
 
 
@@ -514,90 +368,3 @@ def _verify_torchscript(
 def _gap(got: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
     """Max abs difference, and the largest |expected| (float32 resolves about 1e-7 of it)."""
     return float((got - expected).abs().max()), float(expected.abs().max())
-
-
-# --------------------------------------------------------------------------------------
-# Running an exported ONNX model
-# --------------------------------------------------------------------------------------
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The sidecar of an exported model file; missing or not cnnctl's → CheckpointError."""
-    sidecar = sidecar_path(path)
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"{path}: its sidecar {sidecar} is missing (`cnnctl export` writes it next to the model)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{sidecar}: cannot read it ({err})") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{sidecar}: not valid JSON ({err.msg})") from None
-    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-        raise CheckpointError(f"{sidecar}: not a cnnctl export sidecar (no '{SIDECAR_FORMAT}' marker)")
-    missing = [k for k in ("classes", "input", "output_kind") if k not in meta]
-    if missing:
-        raise CheckpointError(f"{sidecar}: lacks {', '.join(missing)}")
-    from cnnctl.artifacts.checkpoint import io_problem
-
-    shape = (meta.get("output") or {}).get("shape") if isinstance(meta.get("output"), dict) else None
-    outputs = shape[-1] if isinstance(shape, list) and shape else None
-    problem = io_problem(meta["classes"], meta["input"], meta["output_kind"], outputs)
-    if problem:
-        raise CheckpointError(f"{sidecar}: not a usable sidecar: {problem}")
-    return meta
-
-
-class OnnxClassifier:
-    """An exported ONNX model + sidecar on onnxruntime's CPU provider, scoring uint8 image
-    batches exactly as a checkpoint does (same normalisation, same probabilities)."""
-
-    def __init__(self, path: str | Path):
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: ONNX model not found")
-        meta = read_sidecar(path)
-        try:
-            self.classes: list[str] = [str(c) for c in meta["classes"]]
-            self.input = InputSpec.from_plain(meta["input"])
-            self.output_kind = str(meta["output_kind"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{sidecar_path(path)}: bad entry ({_first_line(err)})") from None
-        ort = _need("onnxruntime", "running an ONNX model")
-        try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001
-            raise CheckpointError(f"{path}: onnxruntime cannot load it: {_first_line(err)}") from None
-        first = self.session.get_inputs()[0]
-        self.input_name: str = first.name
-        shape = list(first.shape)
-        if len(shape) != 4 or any(
-            isinstance(got, int) and got != want
-            for got, want in zip(shape[1:], self.input.shape, strict=True)
-        ):
-            raise CheckpointError(
-                f"{path}: the model takes input {shape} but its sidecar says {list(self.input.shape)}"
-            )
-        # A fixed-batch graph runs in chunks of its batch size (the last one padded).
-        self.batch: int | None = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-        self.normalizer = Normalizer(self.input)
-
-    def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw model outputs for a normalised float32 (N, C, H, W) batch."""
-        x = x.float().contiguous()
-        if self.batch is None:
-            return torch.from_numpy(self.session.run(None, {self.input_name: x.numpy()})[0])
-        chunks = []
-        for start in range(0, len(x), self.batch):
-            chunk = x[start : start + self.batch]
-            n = len(chunk)
-            if n < self.batch:
-                chunk = torch.cat([chunk, chunk.new_zeros(self.batch - n, *chunk.shape[1:])])
-            chunks.append(torch.from_numpy(self.session.run(None, {self.input_name: chunk.numpy()})[0])[:n])
-        return torch.cat(chunks)
-
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, classes) probabilities for a uint8 (N, C, H, W) batch."""
-        with torch.inference_mode():
-            return probabilities(self.outputs(self.normalizer(images)), self.output_kind)

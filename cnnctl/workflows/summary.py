@@ -150,7 +150,7 @@ def summarize_config(cfg: RunConfig, source: str, depth: int = 2) -> ModelSummar
     cfg = resolve_config(cfg)
     data = cfg.data.model_copy(update={"normalize": "none"})
     splits = build_splits(data, cfg.seed)
-    spec, kind = model_spec(cfg, splits)
+    spec, task = model_spec(cfg, splits)
     seed_everything(cfg.seed)
     model = build_model(spec)
     layers, total, trainable, flops = inspect_model(model, spec.input_shape, depth)
@@ -159,7 +159,7 @@ def summarize_config(cfg: RunConfig, source: str, depth: int = 2) -> ModelSummar
         source,
         list(spec.input_shape),
         spec.num_outputs,
-        kind,
+        task.output_kind,
         total,
         trainable,
         flops,
@@ -169,9 +169,9 @@ def summarize_config(cfg: RunConfig, source: str, depth: int = 2) -> ModelSummar
 
 def summarize_checkpoint(path: str | Path, depth: int = 2) -> ModelSummary:
     """Rebuild a checkpoint's model (no config, no download) and summarise it."""
-    from cnnctl.workflows import train as workflows
+    from cnnctl.artifacts.loaded import load_model
 
-    loaded = workflows.load_model(path, "cpu")
+    loaded = load_model(path, "cpu")
     spec = loaded.checkpoint["model_spec"]
     shape = tuple(int(v) for v in spec["input_shape"])
     layers, total, trainable, flops = inspect_model(loaded.stepper.model, shape, depth)

@@ -1,4 +1,5 @@
-"""Classification metrics accumulated batch by batch: loss, accuracy, top-k, confusion matrix."""
+"""Single-label classification metrics accumulated batch by batch: loss, accuracy, top-k,
+confusion matrix, the most confidently wrong samples."""
 
 from __future__ import annotations
 

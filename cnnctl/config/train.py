@@ -1,0 +1,100 @@
+"""`train`: the training loop (epochs, loss, early stopping, precision, EMA, MixUp / CutMix)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cnnctl.config.base import Section
+from cnnctl.config.limits import MAX_EPOCHS
+
+Loss = Literal["cross_entropy", "nll", "bce_with_logits"]
+
+
+class EmaConfig(Section):
+    """An exponential moving average of the weights, validated beside the raw weights."""
+
+    decay: float = Field(0.999, gt=0, lt=1, description="EMA decay per optimizer step (e.g. 0.999).")
+
+
+class TrainConfig(Section):
+    """The training loop."""
+
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="Number of epochs.")
+    loss: Loss = Field(
+        "cross_entropy",
+        description="cross_entropy; nll (model.log_softmax: true); bce_with_logits (2 classes).",
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="cross_entropy: label smoothing (train loss only)."
+    )
+    monitor: Literal["val_loss", "val_acc"] = Field(
+        "val_loss", description="What picks best.pt and drives early stopping."
+    )
+    patience: int | None = Field(
+        None, ge=1, le=MAX_EPOCHS, description="Early stopping: epochs without improvement; null = off."
+    )
+    min_delta: float = Field(0.0, ge=0, description="Early stopping / best.pt: smallest change that counts.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this; null = off.")
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision; auto = bf16/fp16 on CUDA, off elsewhere."
+    )
+    accumulate: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Gradient accumulation: one optimizer step per this many batches (effective "
+        "batch = batch_size x accumulate); lr schedules count optimizer steps.",
+    )
+    ema: EmaConfig | None = Field(
+        None,
+        description="{decay: 0.999}: keep an EMA of the weights, validate it beside the raw weights "
+        "every epoch, and let the better of the two (by train.monitor) stand for the epoch; best.pt "
+        "records which won (`weights`: ema | raw). null = off.",
+    )
+    mixup_alpha: float = Field(
+        0.0, ge=0, le=10, description="MixUp on training batches with this Beta alpha (0 = off; e.g. 0.2)."
+    )
+    cutmix_alpha: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="CutMix on training batches with this Beta alpha (0 = off; e.g. 1.0); with "
+        "mixup_alpha too, each batch gets one of the two at random. Accuracy stays on hard labels.",
+    )
+    channels_last: Literal["auto"] | bool = Field(
+        "auto",
+        description="NHWC memory layout for the model and its input batches; auto = on for CUDA "
+        "(tensor cores prefer it), off on CPU and MPS.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (a one-off compile cost, then faster steps on CUDA; "
+        "needs a C++ compiler on CPU).",
+    )
+    nan_policy: Literal["stop", "skip_batch"] = Field(
+        "stop",
+        description="A non-finite training loss: stop (exit 1, best.pt kept) or skip_batch "
+        "(no step for that batch, counted and reported; an epoch with every batch skipped stops).",
+    )
+    deterministic: bool = Field(
+        False,
+        description="torch.use_deterministic_algorithms(True) (warn-only where an op has no "
+        "deterministic kernel) and cuDNN benchmark off; slower on GPU, CPU runs repeat without it.",
+    )
+    unfreeze_at_epoch: int | None = Field(
+        None,
+        ge=2,
+        le=MAX_EPOCHS,
+        description="Unfreeze a frozen backbone from this epoch on (backbone lr = lr x "
+        "optimizer.backbone_lr_mult); null = stay as model.freeze says.",
+    )
+
+    @model_validator(mode="after")
+    def _smoothing(self) -> TrainConfig:
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ValueError("label_smoothing applies to loss cross_entropy only")
+        if (self.mixup_alpha or self.cutmix_alpha) and self.loss == "bce_with_logits":
+            raise ValueError("mixup_alpha / cutmix_alpha need loss cross_entropy or nll")
+        return self

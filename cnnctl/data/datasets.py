@@ -1,0 +1,90 @@
+"""The datasets every source resolves to, and `Splits`, the bundle a data config becomes.
+
+Every dataset yields `(uint8 image tensor (C, H, W), int label)`. In-memory sources hold
+all images as one uint8 tensor (`ArrayDataset`); image folders decode files on demand
+(`FileDataset`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch.utils.data import Dataset
+
+from cnnctl.core.errors import DataError
+from cnnctl.data.transforms import InputSpec, load_for_model
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ArrayDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Images held in memory as one uint8 (N, C, H, W) tensor."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: Augment | None = None):
+        self.images, self.labels, self.augment = images, labels, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = self.images[i]
+        return (self.augment(image) if self.augment else image), int(self.labels[i])
+
+    def subset(self, indices: Sequence[int], augment: Augment | None = None) -> ArrayDataset:
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        return ArrayDataset(self.images[index], self.labels[index], augment)
+
+    def targets(self) -> list[int]:
+        return [int(v) for v in self.labels]
+
+
+class FileDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Image files decoded on demand to the input spec."""
+
+    def __init__(
+        self, files: Sequence[str], labels: Sequence[int], spec: InputSpec, augment: Augment | None = None
+    ):
+        self.files, self.labels, self.spec, self.augment = list(files), list(labels), spec, augment
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        try:
+            image = load_for_model(self.files[i], self.spec)
+        except Exception as err:  # noqa: BLE001 - any decoder failure names the file
+            raise DataError(f"{self.files[i]}: cannot read image ({err})") from None
+        return (self.augment(image) if self.augment else image), self.labels[i]
+
+    def subset(self, indices: Sequence[int], augment: Augment | None = None) -> FileDataset:
+        return FileDataset(
+            [self.files[i] for i in indices], [self.labels[i] for i in indices], self.spec, augment
+        )
+
+    def targets(self) -> list[int]:
+        return list(self.labels)
+
+
+class LabelledDataset(Protocol):
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]: ...
+    def targets(self) -> list[int]: ...
+
+
+@dataclass
+class Splits:
+    """What a data config resolves to."""
+
+    train: LabelledDataset
+    val: LabelledDataset
+    test: LabelledDataset | None
+    classes: list[str]
+    input: InputSpec
+    files: dict[str, list[str]] = field(default_factory=dict)  # file-based sources: split → its files
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.train, ArrayDataset)

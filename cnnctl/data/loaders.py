@@ -1,0 +1,188 @@
+"""Batches from datasets: `make_loader` picks tensor slicing or a DataLoader; both give an
+order that is a function of (seed, epoch), so a resumed run sees the batches an uninterrupted
+one would. Also how many decoding processes a run uses (`resolve_workers`, ...)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader
+
+from cnnctl.config import DataConfig
+from cnnctl.data.datasets import ArrayDataset, LabelledDataset
+from cnnctl.runtime.distributed import shard_order
+
+
+class Batches(Protocol):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+class TensorBatches:
+    """Batches sliced straight from an in-memory uint8 tensor: no per-sample Python."""
+
+    def __init__(
+        self,
+        data: ArrayDataset,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        pin: bool,
+        shard: tuple[int, int] | None = None,
+    ):
+        images, labels = data.images, data.labels
+        if pin:
+            images, labels = images.pin_memory(), labels.pin_memory()
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed, self.shard = batch_size, shuffle, seed, shard
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self._count() // self.batch_size)
+
+    def _count(self) -> int:
+        n = len(self.labels)
+        if self.shard is None:
+            return n
+        rank, world = self.shard
+        return -(-n // world) if self.shuffle else len(range(rank, n, world))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        if self.shard is not None:  # several processes: index this rank's part of the order
+            order = _epoch_order(n, self.shuffle, self.seed, self.epoch)
+            mine = shard_order(order, self.shard, pad=self.shuffle)
+            for start in range(0, len(mine), self.batch_size):
+                index = mine[start : start + self.batch_size]
+                yield self.images[index], self.labels[index]
+            return
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, self.batch_size):
+                index = order[start : start + self.batch_size]
+                yield self.images[index], self.labels[index]
+        else:
+            for start in range(0, n, self.batch_size):
+                yield (
+                    self.images[start : start + self.batch_size],
+                    self.labels[start : start + self.batch_size],
+                )
+
+
+class EpochLoader:
+    """A DataLoader whose shuffle order and worker seeds are a function of (seed, epoch).
+
+    That makes a resumed run see the same batches as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        workers: int,
+        pin: bool,
+        shard: tuple[int, int] | None = None,
+    ):
+        self.generator = torch.Generator()
+        self.seed = seed
+        # The order is `_epoch_order`, the same as TensorBatches', so a dataset gives the same
+        # batches whether it is decoded from files or sliced from memory (data.cache).
+        self.sampler = _EpochSampler(len(dataset), shuffle, seed, shard)
+        self.loader: DataLoader[Any] = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=pin,
+            generator=self.generator,
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(_epoch_seed(self.seed, epoch))
+        self.sampler.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter(self.loader)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**63)
+
+
+def _epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
+
+
+class _EpochSampler(torch.utils.data.Sampler[int]):
+    """The (seed, epoch) order; under torchrun this rank's part of it, like DistributedSampler."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int, shard: tuple[int, int] | None):
+        self.n, self.shuffle, self.seed, self.shard = n, shuffle, seed, shard
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[int]:
+        order = _epoch_order(self.n, self.shuffle, self.seed, self.epoch)
+        return iter(shard_order(order, self.shard, pad=self.shuffle).tolist())
+
+    def __len__(self) -> int:
+        if self.shard is None:
+            return self.n
+        rank, world = self.shard
+        return -(-self.n // world) if self.shuffle else len(range(rank, self.n, world))
+
+
+def make_loader(
+    dataset: LabelledDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    workers: int,
+    pin: bool,
+    shard: tuple[int, int] | None = None,
+) -> Batches:
+    """The fastest correct loader for a dataset: tensor slicing when nothing is per-sample.
+
+    `shard` = (rank, world) under torchrun: this process's part of every epoch.
+    """
+    if isinstance(dataset, ArrayDataset) and dataset.augment is None:
+        return TensorBatches(dataset, batch_size, shuffle, seed, pin, shard)
+    return EpochLoader(dataset, batch_size, shuffle, seed, workers, pin, shard)
+
+
+def resolve_workers(cfg: DataConfig, in_memory: bool) -> int:
+    if cfg.num_workers != "auto":
+        return int(cfg.num_workers)
+    return 0 if in_memory else default_workers()
+
+
+def decode_workers(cfg: DataConfig) -> int:
+    """Processes for a decode-only pass (image check, data.cache): nothing else runs then, so
+    `auto` uses every core (at most 8); an explicit data.num_workers is kept."""
+    if cfg.num_workers != "auto":
+        return int(cfg.num_workers)
+    cores = os.cpu_count() or 1
+    return min(8, cores) if cores > 1 else 0
+
+
+def default_workers() -> int:
+    """Decoding processes for files: one core left to the model, at most 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))

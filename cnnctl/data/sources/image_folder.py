@@ -1,0 +1,156 @@
+"""The `image_folder` source: `root/<class>/*` or `root/{train,val,test}/<class>/*`, decoded
+on demand or once into a cache (`data.cache`), unreadable files dropped first
+(`data.check_images`). Also the folder a checkpoint is evaluated on (`folder_eval_set`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from cnnctl.config import DataConfig
+from cnnctl.core.errors import DataError
+from cnnctl.data import cache, folder
+from cnnctl.data.check import check_files
+from cnnctl.data.datasets import ArrayDataset, FileDataset, Splits
+from cnnctl.data.folder import FolderSplit
+from cnnctl.data.inputs import STATS_SAMPLE, input_size, norm_stats
+from cnnctl.data.loaders import decode_workers
+from cnnctl.data.splits import assemble, carve, split_files
+from cnnctl.data.transforms import InputSpec
+
+
+def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
+    """The split folders (or the one folder) as datasets; val and test carved from train when
+    the folder has none; `normalize: auto` measured on train's images."""
+    assert cfg.root is not None  # guaranteed by DataConfig
+    root = Path(cfg.root)
+    extensions = folder.normalise_extensions(cfg.extensions)
+    dirs = folder.find_split_dirs(root) or {"train": root}
+    scanned = {name: folder.scan_split(path, extensions) for name, path in dirs.items()}
+    decode = spec or InputSpec(cfg.channels or 3, input_size(cfg), cfg.resize, (0.0,), (1.0,))
+    mode = cache.resolve_mode(cfg.cache, sum(len(s.files) for s in scanned.values()), decode)
+    workers = decode_workers(cfg)
+    predecoded: dict[str, torch.Tensor] = {}
+    if cfg.check_images:  # decoding to the cache's input spec on the way when there is a cache to fill
+        scanned = checked_splits(scanned, decode if mode != "off" else None, workers, predecoded)
+    classes = _shared_classes(cfg, scanned, dirs)
+    labels = {name: folder.labels_for(s, classes) for name, s in scanned.items()}
+    carved = carve(
+        cfg, labels["train"], seed, "val" not in dirs, "test" not in dirs and cfg.test_fraction is not None
+    )
+    decoded: dict[str, torch.Tensor] = {}
+    if mode != "off":
+        decoded = {
+            n: cache.cached_images(s.files, decode, mode, workers, predecoded) for n, s in scanned.items()
+        }
+        predecoded.clear()
+    if spec is None:
+        spec = _measured_spec(cfg, decode, scanned["train"], labels["train"], carved[0], decoded)
+    given = _datasets(scanned, labels, decoded, spec)
+    splits = assemble(cfg, given, carved, classes, spec)
+    splits.files = split_files({n: s.files for n, s in scanned.items()}, carved)
+    return splits
+
+
+def _shared_classes(cfg: DataConfig, scanned: dict[str, FolderSplit], dirs: dict[str, Path]) -> list[str]:
+    """The label order (train's folders, or data.classes); every split must have the same set."""
+    classes = folder.resolve_classes(scanned["train"].classes_present, cfg.classes, dirs["train"])
+    for name in ("val", "test"):
+        if name in scanned and set(scanned[name].classes_present) != set(classes):
+            raise DataError(
+                f"{dirs[name]}: its classes {scanned[name].classes_present} differ from "
+                f"train's {classes}; every split needs the same class folders"
+            )
+    return classes
+
+
+def _measured_spec(
+    cfg: DataConfig,
+    decode: InputSpec,
+    train: FolderSplit,
+    labels: list[int],
+    train_idx: list[int],
+    decoded: dict[str, torch.Tensor],
+) -> InputSpec:
+    """The decode spec with data.normalize's stats, measured on up to STATS_SAMPLE train images."""
+    probe = FileDataset(train.files, labels, decode)
+    step = max(1, len(train_idx) // STATS_SAMPLE)
+    picked = train_idx[::step][:STATS_SAMPLE]
+
+    def sample() -> torch.Tensor:  # the same images, cached or decoded now
+        if decoded:
+            return decoded["train"][picked]
+        return torch.stack([probe[i][0] for i in picked])
+
+    mean, std = norm_stats(cfg, decode.channels, sample)
+    return InputSpec(decode.channels, decode.size, decode.resize, mean, std)
+
+
+def _datasets(
+    scanned: dict[str, FolderSplit],
+    labels: dict[str, list[int]],
+    decoded: dict[str, torch.Tensor],
+    spec: InputSpec,
+) -> dict[str, FileDataset | ArrayDataset]:
+    """Each split folder's dataset: its cached images when there is a cache, else its files."""
+    if decoded:
+        return {n: ArrayDataset(decoded[n], torch.tensor(labels[n], dtype=torch.long)) for n in scanned}
+    return {n: FileDataset(scanned[n].files, labels[n], spec) for n in scanned}
+
+
+def checked_splits(
+    scanned: dict[str, FolderSplit],
+    decode: InputSpec | None = None,
+    workers: int = 0,
+    decoded: dict[str, torch.Tensor] | None = None,
+) -> dict[str, FolderSplit]:
+    """Every split without its unreadable files (fully decoded once, verdicts cached).
+
+    The skipped files are counted and listed in one warning; a class left with no
+    readable image is an error before training. With `decode`, the images decoded for the
+    check are added to `decoded` (path → uint8 input) for the cache to reuse.
+    """
+    every = [f for split in scanned.values() for f in split.files]
+    report = check_files(every, decode=decode, workers=workers)
+    if decoded is not None:
+        decoded.update(report.decoded)
+    if not report.bad:
+        return scanned
+    logging.getLogger("cnnctl").warning(report.summary())
+    bad = {path for path, _ in report.bad}
+    return {name: _without(split, bad) for name, split in scanned.items()}
+
+
+def _without(split: FolderSplit, bad: set[str]) -> FolderSplit:
+    """`split` less the files in `bad`; a class folder left empty is an error."""
+    pairs = [(f, c) for f, c in zip(split.files, split.class_of_file, strict=True) if f not in bad]
+    emptied = sorted(set(split.classes_present) - {c for _, c in pairs})
+    if emptied:
+        raise DataError(
+            f"{split.root}: class folder(s) {emptied} have no readable image left; "
+            "`cnnctl data check CONFIG` lists the unreadable files"
+        )
+    return FolderSplit(split.root, [f for f, _ in pairs], [c for _, c in pairs], split.classes_present)
+
+
+def folder_eval_set(
+    root: Path, split: str, spec: InputSpec, classes: list[str], extensions: list[str] | None
+) -> FileDataset:
+    """An image folder prepared with a checkpoint's input spec and class list (for evaluate).
+
+    If `root` has train/val/test folders the named split is used, else the whole folder.
+    The folder's class set must equal the checkpoint's.
+    """
+    dirs = folder.find_split_dirs(root)
+    if dirs is not None:
+        if split not in dirs:
+            raise DataError(f"{root}: has no {split}/ folder (found: {', '.join(dirs)})")
+        root = dirs[split]
+    scanned = checked_splits({split: folder.scan_split(root, folder.normalise_extensions(extensions))})[split]
+    if set(scanned.classes_present) != set(classes):
+        raise DataError(
+            f"{root}: its classes {scanned.classes_present} differ from the checkpoint's {classes}"
+        )
+    return FileDataset(scanned.files, folder.labels_for(scanned, classes), spec)

@@ -1,0 +1,45 @@
+"""The task seam: what a classification task decides, as one object.
+
+Everything that differs between single-label and multi-label classification goes through
+a `Task`: how the network's outputs read (and how many there are), how they become
+probabilities and decisions, the val/test loss, the metrics accumulated over a split and
+the columns a prediction file gets. The engine, the session, export and predict call these
+methods and never look at an output kind themselves, so a new task is a new module plus a
+registration in `cnnctl.tasks`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+
+class Accumulator(Protocol):
+    """A split's metrics, summed batch by batch on the device (one host sync at `result`)."""
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None: ...
+    def all_reduce(self, reduce: Any, device: torch.device) -> None: ...
+    def result(self) -> Any: ...
+
+
+class Task(Protocol):
+    """One classification task with its output kind fixed (what best.pt records)."""
+
+    @property
+    def name(self) -> str:
+        """The registry name (a config's `task`, once it has one)."""
+
+    @property
+    def output_kind(self) -> str:
+        """What a checkpoint and an export sidecar store as `output_kind`."""
+
+    def num_outputs(self, num_classes: int) -> int: ...
+    def problem(self, loss: str, num_classes: int) -> str | None: ...
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor: ...
+    def predicted(self, outputs: torch.Tensor) -> torch.Tensor: ...
+    def eval_loss_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+    def metrics(self, classes: list[str], topk: tuple[int, ...], keep_wrong: int = 0) -> Accumulator: ...
+    def prediction_columns(self, topk: int) -> list[str]: ...
+    def prediction_record(self, prediction: Any, topk: int) -> dict[str, Any]: ...
+    def describe_outputs(self) -> str: ...

@@ -1,0 +1,110 @@
+"""Single-label classification: each image is exactly one of the classes.
+
+The network's outputs are one of three kinds (`output_kind`, stored in every checkpoint and
+export sidecar): logits (softmax gives the probabilities), log-probabilities (a network
+ending in LogSoftmax, trained with `nll`), or one binary logit (two classes trained with
+`bce_with_logits`: sigmoid gives the second class's probability). The decision is the most
+probable class; the val/test loss is the summed negative log-likelihood of the true class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnctl.tasks.metrics import MetricAccumulator
+
+NAME = "single_label"
+# What a model's outputs mean; decides the loss used for validation and the probabilities.
+LOGITS, LOG_PROBS, BINARY_LOGIT = "logits", "log_probs", "binary_logit"
+OUTPUT_KINDS = (LOGITS, LOG_PROBS, BINARY_LOGIT)
+
+
+def output_kind(loss: str, log_softmax: bool) -> str:
+    """The output kind a training loss and `model.log_softmax` give the network."""
+    if loss == "bce_with_logits":
+        return BINARY_LOGIT
+    return LOG_PROBS if log_softmax else LOGITS
+
+
+@dataclass(frozen=True)
+class SingleLabel:
+    """The single-label task for networks whose outputs are of `output_kind`."""
+
+    output_kind: str = LOGITS
+    name: str = NAME
+
+    def __post_init__(self) -> None:
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ValueError(f"output kind {self.output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+
+    def num_outputs(self, num_classes: int) -> int:
+        return 1 if self.output_kind == BINARY_LOGIT else num_classes
+
+    def problem(self, loss: str, num_classes: int) -> str | None:
+        """Why `loss` cannot train this task on `num_classes` classes (the config key first), or None."""
+        if loss == "bce_with_logits" and num_classes != 2:
+            return f"train.loss: bce_with_logits needs 2 classes, the data has {num_classes}"
+        return None
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(N, classes) probabilities from raw model outputs."""
+        outputs = outputs.float()
+        if self.output_kind == BINARY_LOGIT:
+            p = torch.sigmoid(outputs.squeeze(1))
+            return torch.stack([1 - p, p], dim=1)
+        if self.output_kind == LOG_PROBS:
+            return outputs.exp()
+        return outputs.softmax(dim=1)
+
+    def predicted(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The predicted class of each row of raw outputs."""
+        if self.output_kind == BINARY_LOGIT:
+            return (outputs.squeeze(1) > 0).long()
+        return outputs.argmax(dim=1)
+
+    def eval_loss_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Summed negative log-likelihood of the targets (no smoothing): the val/test loss."""
+        outputs = outputs.float()
+        if self.output_kind == BINARY_LOGIT:
+            return F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets.float(), reduction="sum")
+        if self.output_kind == LOG_PROBS:
+            return F.nll_loss(outputs, targets, reduction="sum")
+        return F.cross_entropy(outputs, targets, reduction="sum")
+
+    def metrics(self, classes: list[str], topk: tuple[int, ...], keep_wrong: int = 0) -> MetricAccumulator:
+        return MetricAccumulator(classes, topk, keep_wrong=keep_wrong)
+
+    def prediction_columns(self, topk: int) -> list[str]:
+        """path, label, probability (+ top{i}_label / top{i}_probability for topk > 1), error."""
+        columns = ["path", "label", "probability"]
+        if topk > 1:
+            for i in range(1, topk + 1):
+                columns += [f"top{i}_label", f"top{i}_probability"]
+        return [*columns, "error"]
+
+    def prediction_record(self, prediction: Any, topk: int) -> dict[str, Any]:
+        """One prediction file row: `prediction` has path, label, probability, topk, error."""
+        record: dict[str, Any] = {
+            "path": prediction.path,
+            "label": prediction.label,
+            "probability": prediction.probability,
+        }
+        if topk > 1:
+            for i in range(topk):
+                label, prob = prediction.topk[i] if i < len(prediction.topk) else ("", None)
+                record[f"top{i + 1}_label"] = label
+                record[f"top{i + 1}_probability"] = prob
+        record["error"] = prediction.error
+        return record
+
+    def describe_outputs(self) -> str:
+        """How an exported model's outputs become probabilities (the sidecar's `to_probabilities`)."""
+        if self.output_kind == BINARY_LOGIT:
+            return "p = sigmoid(output[:, 0]) is the probability of classes[1]; 1 - p of classes[0]"
+        if self.output_kind == LOG_PROBS:
+            return "exp(output): the outputs are log-probabilities"
+        return "softmax(output, dim=1): the outputs are logits"

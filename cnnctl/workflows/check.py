@@ -1,0 +1,56 @@
+"""`cnnctl data check`: per split, the images per class and the files that cannot be used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cnnctl.config import RunConfig
+from cnnctl.core.errors import DataError
+from cnnctl.data import build_splits, decode_workers
+
+
+def check_data(cfg: RunConfig) -> dict[str, Any]:
+    """What `cnnctl data check` reports: per split, the images per class and the unusable files.
+
+    An image folder is scanned and every file decoded (cached verdicts reused); other
+    sources are loaded as training loads them. Blocking problems raise DataError.
+    Returns {"source", "splits": {name: {"classes": {class: count}, "images"}}, "unreadable": [...]}.
+    """
+    from cnnctl.data import folder
+    from cnnctl.data.check import check_files
+
+    if cfg.data.source != "image_folder":
+        splits = build_splits(cfg.data, cfg.seed)
+        parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+        counts = {
+            name: _class_counts(part.targets(), splits.classes)
+            for name, part in parts.items()
+            if part is not None
+        }
+        return {"source": cfg.data.source, "splits": counts, "unreadable": []}
+    assert cfg.data.root is not None
+    root = Path(cfg.data.root)
+    dirs = folder.find_split_dirs(root) or {"all (split by fraction)": root}
+    extensions = folder.normalise_extensions(cfg.data.extensions)
+    scanned = {name: folder.scan_split(path, extensions) for name, path in dirs.items()}
+    first = next(iter(scanned.values())).classes_present
+    for name, split in scanned.items():
+        if set(split.classes_present) != set(first):
+            raise DataError(f"{dirs[name]}: its classes {split.classes_present} differ from train's {first}")
+    report = check_files([f for s in scanned.values() for f in s.files], workers=decode_workers(cfg.data))
+    bad = dict(report.bad)
+    result: dict[str, Any] = {"source": "image_folder", "splits": {}, "unreadable": []}
+    for name, split in scanned.items():
+        good = [c for f, c in zip(split.files, split.class_of_file, strict=True) if f not in bad]
+        result["splits"][name] = {c: good.count(c) for c in split.classes_present}
+    result["unreadable"] = [{"path": p, "reason": r} for p, r in report.bad]
+    result["cached"] = report.cached
+    return result
+
+
+def _class_counts(labels: list[int], classes: list[str]) -> dict[str, int]:
+    counts = dict.fromkeys(classes, 0)
+    for label in labels:
+        counts[classes[label]] += 1
+    return counts

@@ -1,0 +1,108 @@
+"""The task seam: single_label's outputs, decisions and losses agree with each other, records
+read back to the task they were made for, and the engine asks its task (never an output kind)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from cnnctl import tasks
+from cnnctl.engine.stepper import Stepper
+from cnnctl.runtime.devices import Precision
+from cnnctl.tasks.single_label import BINARY_LOGIT, LOG_PROBS, LOGITS, OUTPUT_KINDS, SingleLabel
+
+
+def outputs_for(kind: str, n: int = 6, classes: int = 3) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    if kind == BINARY_LOGIT:
+        return torch.randn(n, 1, generator=g)
+    raw = torch.randn(n, classes, generator=g)
+    return raw.log_softmax(dim=1) if kind == LOG_PROBS else raw
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_single_label_probabilities_decisions_and_loss_agree(kind: str) -> None:
+    task = SingleLabel(kind)
+    out = outputs_for(kind)
+    probs = task.probabilities(out)
+    classes = 2 if kind == BINARY_LOGIT else 3
+    assert probs.shape == (6, classes) and task.num_outputs(classes) == out.shape[1]
+    assert torch.allclose(probs.sum(dim=1), torch.ones(6), atol=1e-6)
+    assert torch.equal(task.predicted(out), probs.argmax(dim=1))
+    targets = torch.tensor([0, 1, 1, 0, 1, 0])
+    nll = -probs[torch.arange(6), targets].log().sum()
+    assert float(task.eval_loss_sum(out, targets)) == pytest.approx(float(nll), rel=1e-5)
+
+
+def test_training_and_records_choose_the_same_task() -> None:
+    assert tasks.for_training("cross_entropy", False).output_kind == LOGITS
+    assert tasks.for_training("nll", True).output_kind == LOG_PROBS
+    assert tasks.for_training("bce_with_logits", False).output_kind == BINARY_LOGIT
+    for kind in OUTPUT_KINDS:  # a checkpoint from before tasks has no `task` key: single_label
+        assert tasks.from_record({"output_kind": kind}) == SingleLabel(kind)
+    assert tasks.from_record({"task": "single_label", "output_kind": LOG_PROBS}).name == "single_label"
+    with pytest.raises(ValueError, match="not one of"):
+        SingleLabel("banana")
+
+
+def test_bce_needs_two_classes() -> None:
+    task = tasks.for_training("bce_with_logits", False)
+    assert task.problem("bce_with_logits", 2) is None
+    assert task.problem("bce_with_logits", 3) == "train.loss: bce_with_logits needs 2 classes, the data has 3"
+
+
+def test_prediction_columns_follow_top_k() -> None:
+    task = SingleLabel()
+    assert task.prediction_columns(1) == ["path", "label", "probability", "error"]
+    assert task.prediction_columns(2) == [
+        "path",
+        "label",
+        "probability",
+        "top1_label",
+        "top1_probability",
+        "top2_label",
+        "top2_probability",
+        "error",
+    ]
+
+
+@dataclass
+class Counting:
+    """A task of its own: single_label's rules, counting each call the engine makes."""
+
+    inner: SingleLabel = field(default_factory=SingleLabel)
+    calls: dict[str, int] = field(default_factory=dict)
+    name: str = "counting"
+
+    @property
+    def output_kind(self) -> str:
+        return self.inner.output_kind
+
+    def __getattr__(self, attr: str) -> Any:
+        method = getattr(self.inner, attr)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[attr] = self.calls.get(attr, 0) + 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_the_stepper_asks_its_task() -> None:
+    """What the outputs mean comes from the task alone: a new task needs no engine edit."""
+    torch.manual_seed(0)
+    task = Counting()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    stepper = Stepper(model, nn.Identity(), torch.device("cpu"), Precision(None), task)  # type: ignore[arg-type]
+    x = torch.randint(0, 255, (5, 3, 4, 4), dtype=torch.uint8).float()
+    y = torch.tensor([0, 1, 2, 1, 0])
+    result = stepper.evaluate([(x, y)], ["a", "b", "c"])  # type: ignore[arg-type]
+    assert task.calls == {"metrics": 1, "probabilities": 1, "eval_loss_sum": 1}
+    assert math.isfinite(result.loss) and result.count == 5
+    probs = stepper.predict(x)
+    assert task.calls["probabilities"] == 2 and probs.shape == (5, 3)
