@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+from cnnctl.artifacts import checkpoint as ckpt
 from cnnctl.config import load_config
 from cnnctl.engine.stepper import Stepper
 from cnnctl.session import build as session_build
@@ -219,7 +220,7 @@ def test_deferred_loss_check_names_the_first_bad_batch(write_config, monkeypatch
 
 def test_non_finite_weights_are_never_saved(runner, write_config, monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_config({"train": {"epochs": 3}})
-    original = workflows.ckpt.plain_state_dict
+    original = ckpt.plain_state_dict
     calls = {"n": 0}
 
     def poisoned(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -230,7 +231,7 @@ def test_non_finite_weights_are_never_saved(runner, write_config, monkeypatch: p
             state[first] = torch.full_like(state[first], float("inf"))
         return state
 
-    monkeypatch.setattr(workflows.ckpt, "plain_state_dict", poisoned)
+    monkeypatch.setattr(ckpt, "plain_state_dict", poisoned)
     result = invoke(runner, "train", config)
     assert result.exit_code == 1
     assert "epoch 2: the weights became non-finite" in result.output

@@ -34,6 +34,12 @@ def test_single_label_probabilities_decisions_and_loss_agree(kind: str) -> None:
     assert probs.shape == (6, classes) and task.num_outputs(classes) == out.shape[1]
     assert torch.allclose(probs.sum(dim=1), torch.ones(6), atol=1e-6)
     assert torch.equal(task.predicted(out), probs.argmax(dim=1))
+    names = ["a", "b", "c"][:classes]
+    for row, (label, probability, pairs) in enumerate(task.decide(probs, names, 2)):
+        assert label == names[int(probs[row].argmax())] and probability == pytest.approx(
+            float(probs[row].max())
+        )
+        assert [p for _, p in pairs] == sorted((p for _, p in pairs), reverse=True) and len(pairs) == 2
     targets = torch.tensor([0, 1, 1, 0, 1, 0])
     nll = -probs[torch.arange(6), targets].log().sum()
     assert float(task.eval_loss_sum(out, targets)) == pytest.approx(float(nll), rel=1e-5)

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from cnnctl.data.transforms import InputSpec, Normalizer
 from cnnctl.engine.stepper import Stepper
 from cnnctl.models import ModelSpec, build_model
 from cnnctl.runtime.devices import Precision, resolve_device, resolve_precision
+from cnnctl.tasks import Task
+from cnnctl.tasks.single_label import SingleLabel
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Scorer:
     score: Callable[[torch.Tensor], torch.Tensor]  # uint8 (N, C, H, W) → (N, classes) probabilities
     device: str = "cpu"  # where `score` computes: "cpu" (torch or onnxruntime), "cuda", "mps"
     torch_threads: bool = False  # does torch's thread count set how fast `score` runs (torch on the CPU)?
+    task: Task = field(default_factory=SingleLabel)  # how probabilities become a prediction
 
 
 def load_scorer(path: str | Path, device: str = "auto") -> Scorer:
@@ -89,7 +92,9 @@ def load_scorer(path: str | Path, device: str = "auto") -> Scorer:
         from cnnctl.artifacts.exported import OnnxClassifier
 
         exported = OnnxClassifier(path)
-        return Scorer(exported.classes, exported.input, exported.predict)
+        return Scorer(exported.classes, exported.input, exported.predict, task=exported.task)
     loaded = load_model(path, device)
     kind = loaded.stepper.device.type
-    return Scorer(loaded.classes, loaded.input, loaded.stepper.predict, kind, kind == "cpu")
+    return Scorer(
+        loaded.classes, loaded.input, loaded.stepper.predict, kind, kind == "cpu", loaded.stepper.task
+    )

@@ -21,6 +21,8 @@ NAME = "single_label"
 # What a model's outputs mean; decides the loss used for validation and the probabilities.
 LOGITS, LOG_PROBS, BINARY_LOGIT = "logits", "log_probs", "binary_logit"
 OUTPUT_KINDS = (LOGITS, LOG_PROBS, BINARY_LOGIT)
+# What predict reports per image: (label, its probability, the top-k (class, probability) pairs)
+Decision = tuple[str, float, list[tuple[str, float]]]
 
 
 def output_kind(loss: str, log_softmax: bool) -> str:
@@ -65,6 +67,16 @@ class SingleLabel:
         if self.output_kind == BINARY_LOGIT:
             return (outputs.squeeze(1) > 0).long()
         return outputs.argmax(dim=1)
+
+    def decide(self, probs: torch.Tensor, classes: list[str], k: int) -> list[Decision]:
+        """Per row of (N, classes) probabilities: the label, its probability and the k most
+        probable (class, probability) pairs, most probable first."""
+        top_p, top_i = probs.topk(k, dim=1)
+        rows: list[Decision] = []
+        for ps, cs in zip(top_p.tolist(), top_i.tolist(), strict=True):
+            pairs = [(classes[c], float(p)) for c, p in zip(cs, ps, strict=True)]
+            rows.append((pairs[0][0], pairs[0][1], pairs))
+        return rows
 
     def eval_loss_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed negative log-likelihood of the targets (no smoothing): the val/test loss."""

@@ -135,14 +135,12 @@ def _label(
                 f"the model gives non-finite probabilities (NaN or inf), e.g. for {first}: its weights "
                 "are broken; no predictions written"
             )
-        top_p, top_i = probs.topk(k, dim=1)
-        for row, (index, error) in enumerate(zip(indices.tolist(), errors, strict=True)):
+        decisions = model.task.decide(probs, model.classes, k)
+        for (index, error), (label, probability, pairs) in zip(
+            zip(indices.tolist(), errors, strict=True), decisions, strict=True
+        ):
             path = str(files[index])
             if error:
                 yield Prediction(path, "", None, [], error)
                 continue
-            pairs = [
-                (model.classes[c], float(p))
-                for c, p in zip(top_i[row].tolist(), top_p[row].tolist(), strict=True)
-            ]
-            yield Prediction(path, pairs[0][0], pairs[0][1], pairs, "")
+            yield Prediction(path, label, probability, pairs, "")
