@@ -26,6 +26,22 @@ def tiny_data(cfg: RunConfig, tmp_path: Path) -> list[str]:
     common = ["data.batch_size=8", "data.num_workers=0"]
     if source == "synthetic":
         return [*common, "data.samples_per_class=6", "data.image_size=16"]
+    if source == "image_folder" and cfg.data.split_folders:
+        for n, folder in enumerate(cfg.data.split_folders.values()):
+            write_image_folder(tmp_path / "images" / folder, 2, 6, 24, seed=n, noise=0.05)
+        return [*common, f"data.root={tmp_path / 'images'}", "data.val_fraction=0.3"]
+    if source == "manifest":
+        write_image_folder(tmp_path / "images", 3, 6, 24, seed=0, noise=0.05)
+        files = sorted((tmp_path / "images").rglob("*.png"))
+        lines = [f"{cfg.data.path_column},{cfg.data.label_column},{cfg.data.group_column or 'group'}"]
+        lines += [f"images/{f.parent.name}/{f.name},{f.parent.name},g{n // 2}" for n, f in enumerate(files)]
+        (tmp_path / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return [
+            *common,
+            f"data.train={tmp_path / 'train.csv'}",
+            "data.val_fraction=0.3",
+            "data.test_fraction=null",
+        ]
     if source == "image_folder":
         names = cfg.data.classes or None
         write_image_folder(tmp_path / "images", 3, 6, 24, seed=0, noise=0.05)

@@ -4,6 +4,7 @@ with logging.tensorboard, TensorBoard scalars in <run>/tensorboard/."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,16 @@ class TensorBoardLog:
 
 def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def write_splits(path: Path, members: list[tuple[str, str, str, str]]) -> None:
+    """splits.csv: `path,label,split` (plus `group` when the data has groups), one row per file
+    of a file-based source, written atomically; paths keep their own bytes (surrogateescape)."""
+    grouped = any(group for *_, group in members)
+    with atomic.atomic_open(
+        path, "w", "splits file", newline="", encoding="utf-8", errors="surrogateescape"
+    ) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split", *(["group"] if grouped else [])])
+        for file, label, split, group in members:
+            writer.writerow([os.path.abspath(file), label, split, *([group] if grouped else [])])

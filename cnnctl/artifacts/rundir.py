@@ -30,6 +30,7 @@ RUN_FILES = (
     "last.pt",
     "metrics.csv",
     "summary.json",
+    "splits.csv",
     MARKER,
 )
 RUN_FOLDERS = ("plots", "tensorboard")

@@ -3,6 +3,7 @@ input shape the config alone implies."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -11,10 +12,19 @@ from cnnctl.config.augment import AugmentConfig
 from cnnctl.config.base import KeyError_, Section, allowed_range, short_repr
 from cnnctl.config.limits import MAX_BATCH, MAX_SIDE, MAX_WORKERS, SYNTHETIC_MAX_PER_CLASS
 
-DataSource = Literal["synthetic", "image_folder", "csv", "torchvision"]
-NATIVE_SIZE = {"synthetic": 32, "image_folder": 64}  # image_size null (data/__init__.DEFAULT_SIZE)
+DataSource = Literal["synthetic", "image_folder", "manifest", "csv", "torchvision"]
+NATIVE_SIZE = {
+    "synthetic": 32,
+    "image_folder": 64,
+    "manifest": 64,
+}  # image_size null (data/__init__.DEFAULT_SIZE)
 SMALLEST_CONFIG = "data: {source: synthetic}"  # what an empty config is told to start from
-REQUIRED_KEYS = ("data.source",)  # a config file must set these (load_config → require_data)
+REQUIRED_KEYS = ("data.source",)
+MANIFEST_SUFFIXES = (
+    ".csv",
+    ".jsonl",
+    ".parquet",
+)  # a config file must set these (load_config → require_data)
 
 
 class NormalizeStats(Section):
@@ -43,18 +53,21 @@ class DataConfig(Section):
 
     selector = "source"
     applies_to = {
-        "root": ("image_folder", "torchvision"),
-        "classes": ("image_folder", "csv"),
+        "root": ("image_folder", "manifest", "torchvision"),
+        "classes": ("image_folder", "manifest", "csv"),
         "extensions": ("image_folder",),
-        "check_images": ("image_folder",),
-        "cache": ("image_folder",),
+        "split_folders": ("image_folder",),
+        "check_images": ("image_folder", "manifest"),
+        "cache": ("image_folder", "manifest"),
         "num_classes": ("synthetic",),
         "samples_per_class": ("synthetic",),
         "noise": ("synthetic",),
-        "train": ("csv",),
-        "val": ("csv",),
-        "test": ("csv",),
-        "label_column": ("csv",),
+        "train": ("csv", "manifest"),
+        "val": ("csv", "manifest"),
+        "test": ("csv", "manifest"),
+        "label_column": ("csv", "manifest"),
+        "path_column": ("manifest",),
+        "group_column": ("manifest",),
         "image_shape": ("csv",),
         "scale": ("csv",),
         "name": ("torchvision",),
@@ -67,13 +80,14 @@ class DataConfig(Section):
     )
     root: str | None = Field(
         None,
-        description="image_folder: folder with class subfolders (or train/val/test); "
+        description="image_folder: folder with class subfolders (or train/val/test); manifest: the "
+        "folder relative paths start from (null = each manifest's own folder); "
         "torchvision: where the dataset files are (or go, with download).",
     )
     image_size: int | list[int] | None = Field(
         None,
         description="Model input size, N or [H, W]; null = the source's native size "
-        "(synthetic 32, image_folder 64, csv and torchvision: the data's own size).",
+        "(synthetic 32, image_folder and manifest 64, csv and torchvision: the data's own size).",
         json_schema_extra=allowed_range(f"each side 4 ≤ x ≤ {MAX_SIDE}"),
     )
     resize: int | None = Field(
@@ -123,21 +137,27 @@ class DataConfig(Section):
     )
     classes: list[str] | None = Field(
         None,
-        description="image_folder: fixed class order (must match the folder names); "
-        "csv: names of labels 0..K-1.",
+        description="image_folder: fixed class order (must match the folder names); manifest: "
+        "fixed class order (must name every label); csv: names of labels 0..K-1.",
     )
     extensions: list[str] | None = Field(
         None, description="image_folder: file extensions to read; null = common image types."
     )
+    split_folders: dict[Literal["train", "val", "test"], str] | None = Field(
+        None,
+        description="image_folder: the folder (under root) that holds each split, e.g. {train: train, "
+        "test: val}; a split not named is carved from train; null = train/, val/ (or valid/, "
+        "validation/) and test/ when root has a train/ folder.",
+    )
     cache: Literal["auto", "memory", "disk", "off"] = Field(
         "auto",
-        description="image_folder: decode every image once to the input size and keep the uint8 "
+        description="image_folder, manifest: decode every image once to the input size and keep the uint8 "
         "pixels in memory (memory), also on disk keyed by files + sizes + mtimes + decode settings "
         "(disk), memory when it fits a quarter of RAM (auto), or decode every epoch (off).",
     )
     check_images: bool = Field(
         True,
-        description="image_folder: decode every image once before training and skip (listing "
+        description="image_folder, manifest: decode every image once before training and skip (listing "
         "them) the unreadable ones; verdicts cached by path, size and mtime.",
     )
     num_classes: int = Field(4, ge=2, le=6, description="synthetic: number of shape classes.")
@@ -149,10 +169,30 @@ class DataConfig(Section):
         "pixels in all).",
     )
     noise: float = Field(0.1, ge=0, le=1, description="synthetic: strength of background pixel noise.")
-    train: str | None = Field(None, description="csv: the training CSV file.")
-    val: str | None = Field(None, description="csv: validation CSV; null = carved by val_fraction.")
-    test: str | None = Field(None, description="csv: test CSV; null = carved by test_fraction or none.")
-    label_column: str | int = Field("label", description="csv: the label column, by name or 0-based index.")
+    train: str | None = Field(
+        None,
+        description="csv: the training CSV file; manifest: the training manifest, one row per image "
+        "(.csv, .jsonl or .parquet).",
+    )
+    val: str | None = Field(
+        None, description="csv, manifest: the validation file; null = carved from train by val_fraction."
+    )
+    test: str | None = Field(
+        None, description="csv, manifest: the test file; null = carved by test_fraction or none."
+    )
+    label_column: str | int = Field(
+        "label", description="csv: the label column, by name or 0-based index; manifest: by name."
+    )
+    path_column: str = Field(
+        "path",
+        description="manifest: the column of image paths (absolute, or relative to data.root, else "
+        "to the manifest's folder).",
+    )
+    group_column: str | None = Field(
+        None,
+        description="manifest: rows sharing a value here (a patient, a camera, a video) never fall "
+        "in two splits; splits stay as close to stratified as the groups allow.",
+    )
     image_shape: list[int] | None = Field(
         None,
         description="csv: [C, H, W] of the pixel columns; null = 1 x N x N from the column count.",
@@ -206,6 +246,10 @@ class DataConfig(Section):
             raise KeyError_("root", f"source {self.source} needs data.root (a folder)")
         if self.source == "csv" and not self.train:
             raise KeyError_("train", "source csv needs data.train (a CSV file)")
+        if self.source == "manifest":
+            self._check_manifest()
+        if self.split_folders is not None:
+            self._check_split_folders(self.split_folders)
         if self.source == "torchvision" and not self.name:
             raise KeyError_("name", "source torchvision needs data.name, e.g. MNIST or CIFAR10")
         if self.image_shape is not None and (
@@ -215,6 +259,34 @@ class DataConfig(Section):
         ):
             raise KeyError_("image_shape", f"image_shape is [C, H, W] with C 1 or 3, H and W 1-{MAX_SIDE}")
         return self
+
+    @staticmethod
+    def _check_split_folders(folders: Mapping[Any, str]) -> None:
+        if "train" not in folders:
+            raise KeyError_("split_folders", "split_folders must name the train folder, e.g. {train: train}")
+        for role, name in folders.items():
+            parts = name.replace("\\", "/").split("/")
+            if not name or name.startswith("/") or ".." in parts:
+                raise KeyError_(
+                    "split_folders", f"{role}: {name!r} must be a folder name under data.root (no '..')"
+                )
+        if len(set(folders.values())) != len(folders):
+            raise KeyError_("split_folders", f"two splits name the same folder ({folders})")
+
+    def _check_manifest(self) -> None:
+        if not self.train:
+            raise KeyError_("train", "source manifest needs data.train (a .csv, .jsonl or .parquet file)")
+        if not isinstance(self.label_column, str):
+            raise KeyError_("label_column", "manifest: label_column is a column name, not an index")
+        named = {"path_column": self.path_column, "label_column": self.label_column}
+        if self.group_column is not None:
+            named["group_column"] = self.group_column
+        if len(set(named.values())) != len(named):
+            raise KeyError_("path_column", f"manifest: the columns must differ (got {named})")
+        for key in ("train", "val", "test"):
+            value = getattr(self, key)
+            if value is not None and not value.lower().endswith(MANIFEST_SUFFIXES):
+                raise KeyError_(key, f"manifest: {value!r} must end in {', '.join(MANIFEST_SUFFIXES)}")
 
 
 def config_input_shape(data: DataConfig, native: bool = True) -> tuple[int, int, int] | None:

@@ -84,6 +84,8 @@ class Splits:
     classes: list[str]
     input: InputSpec
     files: dict[str, list[str]] = field(default_factory=dict)  # file-based sources: split → its files
+    # file-based sources: (path, class, split, group or "") of every file, for splits.csv
+    members: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def in_memory(self) -> bool:

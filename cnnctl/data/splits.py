@@ -45,16 +45,109 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: in
     return [sorted(p) for p in parts]
 
 
-def carve(cfg: DataConfig, labels: Sequence[int], seed: int, need_val: bool, need_test: bool) -> Carved:
+def carve(
+    cfg: DataConfig,
+    labels: Sequence[int],
+    seed: int,
+    need_val: bool,
+    need_test: bool,
+    groups: Sequence[str] | None = None,
+) -> Carved:
     """Train's indices split into (kept for train, val, test) by data.val_fraction / test_fraction;
-    a split the source already has (`need_*` false) gets no indices."""
+    a split the source already has (`need_*` false) gets no indices. With `groups` (one per
+    sample) no group is split across parts (`group_split`)."""
     fractions = [cfg.val_fraction if need_val else 0.0, (cfg.test_fraction or 0.0) if need_test else 0.0]
-    rest, val, test = stratified_split(labels, fractions, seed)
+    if groups is not None:
+        rest, val, test = group_split(labels, groups, fractions, seed)
+    else:
+        rest, val, test = stratified_split(labels, fractions, seed)
     if need_val and not val:
         raise DataError(
             "no validation data: set data.val_fraction > 0 (or add a val/ folder for image_folder)"
+            + ("; with data.group_column, every class needs 2 or more groups" if groups is not None else "")
         )
     return rest, val, test
+
+
+def group_split(
+    labels: Sequence[int], groups: Sequence[str], fractions: Sequence[float], seed: int
+) -> list[list[int]]:
+    """Like `stratified_split`, but whole groups: returns [rest, part for fractions[0], ...].
+
+    Groups are taken largest first (ties in a seeded order); each goes to the part whose
+    per-class shortfall it fills best without overshooting more than it fills, else it stays
+    in `rest`. A group never leaves `rest` if that would take a class's last group from it. A
+    part with a fraction > 0 left empty gets the smallest group that can move.
+    """
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    totals: dict[int, int] = {}
+    for label in labels:
+        totals[label] = totals.get(label, 0) + 1
+    wanted = [{c: round(n * f) for c, n in totals.items()} for f in fractions]
+    generator = torch.Generator().manual_seed(seed)
+    names = sorted(members)
+    shuffled = [names[j] for j in torch.randperm(len(names), generator=generator).tolist()]
+    order = sorted(shuffled, key=lambda g: -len(members[g]))  # stable: the seeded order breaks ties
+    hist = {g: _histogram(labels, members[g]) for g in order}
+    left = {c: sum(1 for g in order if c in hist[g]) for c in totals}  # groups of each class in rest
+    filled: list[dict[int, int]] = [{} for _ in fractions]
+    placed: dict[str, int] = {}
+    for group in order:
+        if any(left[c] <= 1 for c in hist[group]):
+            continue
+        part = _best_part(hist[group], wanted, filled, fractions)
+        if part is not None:
+            _place(group, part, hist, filled, left, placed)
+    for k, fraction in enumerate(fractions):
+        if fraction > 0 and not filled[k]:
+            movable = [g for g in reversed(order) if g not in placed and all(left[c] > 1 for c in hist[g])]
+            if movable:
+                _place(movable[0], k, hist, filled, left, placed)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for group in order:
+        parts[placed[group] + 1 if group in placed else 0] += members[group]
+    return [sorted(p) for p in parts]
+
+
+def _histogram(labels: Sequence[int], indices: list[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for i in indices:
+        out[labels[i]] = out.get(labels[i], 0) + 1
+    return out
+
+
+def _best_part(
+    counts: dict[int, int],
+    wanted: list[dict[int, int]],
+    filled: list[dict[int, int]],
+    fractions: Sequence[float],
+) -> int | None:
+    """The part a group of these class counts fills best (net of overshoot), or None for rest."""
+    best, best_gain = None, 0
+    for k, fraction in enumerate(fractions):
+        if fraction <= 0:
+            continue
+        short = {c: max(0, wanted[k][c] - filled[k].get(c, 0)) for c in counts}
+        gain = sum(min(n, short[c]) - max(0, n - short[c]) for c, n in counts.items())
+        if gain > best_gain:
+            best, best_gain = k, gain
+    return best
+
+
+def _place(
+    group: str,
+    part: int,
+    hist: dict[str, dict[int, int]],
+    filled: list[dict[int, int]],
+    left: dict[int, int],
+    placed: dict[str, int],
+) -> None:
+    placed[group] = part
+    for c, n in hist[group].items():
+        filled[part][c] = filled[part].get(c, 0) + n
+        left[c] -= 1
 
 
 def assemble(
@@ -79,6 +172,22 @@ def assemble(
         classes=classes,
         input=spec,
     )
+
+
+def members(
+    scanned: dict[str, Any], carved: Carved, groups: dict[str, str] | None
+) -> list[tuple[str, str, str, str]]:
+    """(path, class, split, group) of every file of a file-based source: what splits.csv holds.
+    `scanned` maps split → an object with `files` and `class_of_file` (train's carved by `carved`)."""
+    names = (
+        dict.fromkeys(carved[0], "train") | dict.fromkeys(carved[1], "val") | dict.fromkeys(carved[2], "test")
+    )
+    out: list[tuple[str, str, str, str]] = []
+    for split, part in scanned.items():
+        for i, (path, label) in enumerate(zip(part.files, part.class_of_file, strict=True)):
+            role = names[i] if split == "train" else split
+            out.append((path, label, role, groups.get(path, "") if groups is not None else ""))
+    return out
 
 
 def split_files(given: dict[str, list[str]], carved: Carved) -> dict[str, list[str]]:

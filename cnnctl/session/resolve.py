@@ -64,7 +64,7 @@ def input_defaults(data: DataConfig, pre: Preprocessing | None) -> dict[str, Any
       data.normalize: auto → the weights' mean/std (`imagenet` when they are ImageNet's).
     """
     update: dict[str, Any] = {}
-    if data.channels is None and data.source == "image_folder":
+    if data.channels is None and data.source in ("image_folder", "manifest"):
         update["channels"] = 3
     if pre is None:
         return update

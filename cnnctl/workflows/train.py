@@ -16,7 +16,7 @@ from typing import Any
 
 from cnnctl.artifacts import checkpoint as ckpt
 from cnnctl.artifacts.resume import ResumePoint, load_own_checkpoint, own_run_id, restore, unusable
-from cnnctl.artifacts.run_logs import MetricsLog, TensorBoardLog
+from cnnctl.artifacts.run_logs import MetricsLog, TensorBoardLog, write_splits
 from cnnctl.artifacts.rundir import check_name, create_run_dir, lock_run
 from cnnctl.config import RunConfig, dump_yaml
 from cnnctl.core.atomic import remove_stale_temps, write_json, write_text
@@ -141,6 +141,8 @@ def _train_in(
         say(f"resuming {run_dir} after epoch {state.epoch} (best so far: epoch {state.best_epoch})")
     if dist.main:
         write_text(run_dir / "config.yaml", dump_yaml(cfg), "config")
+        if run.splits.members:  # file-based sources: which file went to which split
+            write_splits(run_dir / "splits.csv", run.splits.members)
     say(_opening_line(run, run_dir))
     sinks: list[Any] = []
     if dist.main:

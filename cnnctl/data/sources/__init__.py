@@ -12,7 +12,7 @@ from collections.abc import Callable
 from cnnctl.config import DataConfig
 from cnnctl.core.errors import DataError
 from cnnctl.data.datasets import Splits
-from cnnctl.data.sources import image_folder, in_memory, synthetic
+from cnnctl.data.sources import image_folder, in_memory, manifest, synthetic
 from cnnctl.data.transforms import InputSpec
 
 SplitBuilder = Callable[[DataConfig, int, InputSpec | None], Splits]
@@ -20,6 +20,7 @@ SplitBuilder = Callable[[DataConfig, int, InputSpec | None], Splits]
 SOURCES: dict[str, SplitBuilder] = {
     "synthetic": synthetic.build,
     "image_folder": image_folder.build,
+    "manifest": manifest.build,
     "csv": in_memory.build_csv,
     "torchvision": in_memory.build_torchvision,
 }

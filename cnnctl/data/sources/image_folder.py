@@ -5,7 +5,9 @@ on demand or once into a cache (`data.cache`), unreadable files dropped first
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,8 +19,9 @@ from cnnctl.data.datasets import ArrayDataset, FileDataset, Splits
 from cnnctl.data.folder import FolderSplit
 from cnnctl.data.inputs import STATS_SAMPLE, input_size, norm_stats
 from cnnctl.data.loaders import decode_workers
-from cnnctl.data.splits import assemble, carve, split_files
+from cnnctl.data.splits import assemble, carve, members, split_files
 from cnnctl.data.transforms import InputSpec
+from cnnctl.report.console import printable
 
 
 def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
@@ -27,19 +30,47 @@ def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     assert cfg.root is not None  # guaranteed by DataConfig
     root = Path(cfg.root)
     extensions = folder.normalise_extensions(cfg.extensions)
-    dirs = folder.find_split_dirs(root) or {"train": root}
+    dirs = _split_dirs(root, cfg.split_folders)
     scanned = {name: folder.scan_split(path, extensions) for name, path in dirs.items()}
+    return from_scan(cfg, seed, spec, scanned, lambda checked: _shared_classes(cfg, checked, dirs))
+
+
+def _split_dirs(root: Path, named: Mapping[Any, str] | None) -> dict[str, Path]:
+    """Each split's folder: data.split_folders' names under root, else train/ val/ test/ when
+    root has a train/ folder, else root itself as train."""
+    if named is None:
+        return folder.find_split_dirs(root) or {"train": root}
+    folder.class_folders(root)  # root itself must exist: one line if not
+    dirs = {role: root / name for role, name in named.items()}
+    for role, path in dirs.items():
+        if not path.is_dir():
+            raise DataError(f"{printable(str(path))}: no such folder (data.split_folders.{role})")
+    return dirs
+
+
+def from_scan(
+    cfg: DataConfig,
+    seed: int,
+    spec: InputSpec | None,
+    scanned: dict[str, FolderSplit],
+    classes_of: Callable[[dict[str, FolderSplit]], list[str]],
+    groups: dict[str, str] | None = None,
+    what: str = "class folder(s)",
+) -> Splits:
+    """Splits from lists of image files with their class names (an image folder's or a
+    manifest's): checked, labelled by `classes_of(checked splits)`, the missing splits carved
+    from train (whole groups with `groups`: file → group), cached, normalised."""
     decode = spec or InputSpec(cfg.channels or 3, input_size(cfg), cfg.resize, (0.0,), (1.0,))
     mode = cache.resolve_mode(cfg.cache, sum(len(s.files) for s in scanned.values()), decode)
     workers = decode_workers(cfg)
     predecoded: dict[str, torch.Tensor] = {}
     if cfg.check_images:  # decoding to the cache's input spec on the way when there is a cache to fill
-        scanned = checked_splits(scanned, decode if mode != "off" else None, workers, predecoded)
-    classes = _shared_classes(cfg, scanned, dirs)
+        scanned = checked_splits(scanned, decode if mode != "off" else None, workers, predecoded, what)
+    classes = classes_of(scanned)
     labels = {name: folder.labels_for(s, classes) for name, s in scanned.items()}
-    carved = carve(
-        cfg, labels["train"], seed, "val" not in dirs, "test" not in dirs and cfg.test_fraction is not None
-    )
+    train_groups = [groups[f] for f in scanned["train"].files] if groups is not None else None
+    need_test = "test" not in scanned and cfg.test_fraction is not None
+    carved = carve(cfg, labels["train"], seed, "val" not in scanned, need_test, train_groups)
     decoded: dict[str, torch.Tensor] = {}
     if mode != "off":
         decoded = {
@@ -51,6 +82,7 @@ def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     given = _datasets(scanned, labels, decoded, spec)
     splits = assemble(cfg, given, carved, classes, spec)
     splits.files = split_files({n: s.files for n, s in scanned.items()}, carved)
+    splits.members = members(scanned, carved, groups)
     return splits
 
 
@@ -105,6 +137,7 @@ def checked_splits(
     decode: InputSpec | None = None,
     workers: int = 0,
     decoded: dict[str, torch.Tensor] | None = None,
+    what: str = "class folder(s)",
 ) -> dict[str, FolderSplit]:
     """Every split without its unreadable files (fully decoded once, verdicts cached).
 
@@ -120,16 +153,16 @@ def checked_splits(
         return scanned
     logging.getLogger("cnnctl").warning(report.summary())
     bad = {path for path, _ in report.bad}
-    return {name: _without(split, bad) for name, split in scanned.items()}
+    return {name: _without(split, bad, what) for name, split in scanned.items()}
 
 
-def _without(split: FolderSplit, bad: set[str]) -> FolderSplit:
+def _without(split: FolderSplit, bad: set[str], what: str) -> FolderSplit:
     """`split` less the files in `bad`; a class folder left empty is an error."""
     pairs = [(f, c) for f, c in zip(split.files, split.class_of_file, strict=True) if f not in bad]
     emptied = sorted(set(split.classes_present) - {c for _, c in pairs})
     if emptied:
         raise DataError(
-            f"{split.root}: class folder(s) {emptied} have no readable image left; "
+            f"{split.root}: {what} {emptied} have no readable image left; "
             "`cnnctl data check CONFIG` lists the unreadable files"
         )
     return FolderSplit(split.root, [f for f, _ in pairs], [c for _, c in pairs], split.classes_present)

@@ -1,0 +1,86 @@
+"""The `manifest` source: data.train (and data.val / data.test) tables of image paths and labels
+(`cnnctl.data.manifest` reads them), then everything an image folder gets: the image check,
+the decoded-image cache, transforms, and val / test carved from train (whole groups with
+data.group_column)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnctl.config import DataConfig
+from cnnctl.core.errors import DataError
+from cnnctl.data.datasets import Splits
+from cnnctl.data.folder import FolderSplit
+from cnnctl.data.manifest import Manifest, read_manifest
+from cnnctl.data.sources.image_folder import from_scan
+from cnnctl.data.transforms import InputSpec
+from cnnctl.report.console import printable
+
+
+def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
+    """Each manifest as a split of files with their labels; the rest as for image folders."""
+    tables = read_tables(cfg)
+    groups = _groups(cfg, tables)
+    scanned = {name: _as_split(table) for name, table in tables.items()}
+    return from_scan(cfg, seed, spec, scanned, lambda checked: _classes(cfg, checked), groups, "label(s)")
+
+
+def read_tables(cfg: DataConfig) -> dict[str, Manifest]:
+    """data.train / val / test read (with data.root checked when it is set)."""
+    root = Path(cfg.root) if cfg.root else None
+    if root is not None and not root.is_dir():
+        raise DataError(f"{printable(str(root))}: not a folder (data.root)")
+    assert cfg.train is not None and isinstance(cfg.label_column, str)  # guaranteed by DataConfig
+    named = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
+    return {
+        split: read_manifest(Path(path), cfg.path_column, cfg.label_column, cfg.group_column, root)
+        for split, path in named.items()
+        if path is not None
+    }
+
+
+def _as_split(table: Manifest) -> FolderSplit:
+    if not table.files:
+        raise DataError(f"{printable(str(table.source))}: none of its rows names an image that is there")
+    return FolderSplit(table.source, table.files, table.labels, sorted(set(table.labels)))
+
+
+def _classes(cfg: DataConfig, scanned: dict[str, FolderSplit]) -> list[str]:
+    """The label order: data.classes (which must name every label), else train's labels sorted;
+    val and test may lack a class, but not bring one train has not."""
+    train = scanned["train"]
+    classes = sorted(train.classes_present) if cfg.classes is None else list(cfg.classes)
+    if len(set(classes)) != len(classes):
+        raise DataError("data.classes: a class name is listed twice")
+    if len(classes) < 2:
+        raise DataError(f"{printable(str(train.root))}: needs at least 2 labels, found {classes}")
+    for name, split in scanned.items():
+        unknown = sorted(set(split.classes_present) - set(classes))
+        if unknown:
+            what = "data.classes" if cfg.classes is not None else "train's labels"
+            raise DataError(
+                f"{printable(str(split.root))}: label(s) {unknown[:10]} are not among {what} "
+                f"{classes[:20]}; fix the rows or list every label in data.classes"
+            )
+        if name == "train" and cfg.classes is not None and set(classes) - set(split.classes_present):
+            raise DataError(
+                f"{printable(str(split.root))}: data.classes names {sorted(set(classes) - set(split.classes_present))} "
+                "but no training row has that label"
+            )
+    return classes
+
+
+def _groups(cfg: DataConfig, tables: dict[str, Manifest]) -> dict[str, str] | None:
+    """file → group with data.group_column; a group in two given manifests is refused."""
+    if cfg.group_column is None:
+        return None
+    seen: dict[str, str] = {}
+    for split, table in tables.items():
+        for group in set(table.groups):
+            if group in seen and seen[group] != split:
+                raise DataError(
+                    f"{printable(str(table.source))}: group {printable(group)!r} is also in the "
+                    f"{seen[group]} manifest; a group belongs to one split"
+                )
+            seen[group] = split
+    return {f: g for table in tables.values() for f, g in zip(table.files, table.groups, strict=True)}
