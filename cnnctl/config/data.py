@@ -132,6 +132,11 @@ class DataConfig(Section):
         ),
         json_schema_extra=allowed_range(f"0 ≤ x ≤ {MAX_WORKERS}, or auto"),
     )
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle",
+        description="The training order: shuffle (each image once per epoch); balanced (as many draws "
+        "per epoch, with replacement, every class equally likely; split across processes under DDP).",
+    )
     pin_memory: bool | Literal["auto"] = Field(
         "auto", description="Page-locked batches for faster host→GPU copies; auto = on for CUDA."
     )

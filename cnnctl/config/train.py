@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from cnnctl.config.base import Section
+from cnnctl.config.base import KeyError_, Section, allowed_range, short_repr
 from cnnctl.config.limits import MAX_EPOCHS
 
-Loss = Literal["cross_entropy", "nll", "bce_with_logits"]
+Loss = Literal["cross_entropy", "nll", "bce_with_logits", "focal"]
+MAX_CLASS_WEIGHTS = 100_000  # entries of an explicit train.class_weights
 
 
 class EmaConfig(Section):
@@ -21,10 +23,24 @@ class EmaConfig(Section):
 class TrainConfig(Section):
     """The training loop."""
 
+    selector = "loss"
+    applies_to = {"focal_gamma": ("focal",)}
+
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="Number of epochs.")
     loss: Loss = Field(
         "cross_entropy",
-        description="cross_entropy; nll (model.log_softmax: true); bce_with_logits (2 classes).",
+        description="cross_entropy; nll (model.log_softmax: true); bce_with_logits (2 classes); "
+        "focal (softmax focal loss, Lin et al. 2017: cross entropy scaled by (1 - p_true)^focal_gamma).",
+    )
+    focal_gamma: float = Field(
+        2.0, ge=0, le=10, description="focal: the focusing exponent (0 = cross entropy; 2 in the paper)."
+    )
+    class_weights: Literal["none", "auto"] | list[float] | dict[str, float] = Field(
+        "none",
+        description="Per-class weights of the training loss: none; auto = inverse class frequency on "
+        "the train split, normalised to a mean weight of 1 per image; [w, ...] in class order; or "
+        "{class: w} (unlisted classes 1). The val/test loss stays unweighted.",
+        json_schema_extra=allowed_range("each weight 0 < w ≤ 1e6"),
     )
     label_smoothing: float = Field(
         0.0, ge=0, lt=1, description="cross_entropy: label smoothing (train loss only)."
@@ -91,10 +107,29 @@ class TrainConfig(Section):
         "optimizer.backbone_lr_mult); null = stay as model.freeze says.",
     )
 
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weights_shape(cls, value: Any) -> Any:
+        """A list or mapping of weights: say what is wrong with it, not which literal it is not."""
+        if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+            raise ValueError("a mapping's keys are class names (text); quote a number: {'0': 2.0}")
+        values = (
+            list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else None
+        )
+        if values is not None and any(
+            isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0 < v <= 1e6
+            for v in values
+        ):
+            raise ValueError(f"every weight must be a number 0 < w <= 1e6 (got {short_repr(values)})")
+        return value
+
     @model_validator(mode="after")
     def _smoothing(self) -> TrainConfig:
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ValueError("label_smoothing applies to loss cross_entropy only")
         if (self.mixup_alpha or self.cutmix_alpha) and self.loss == "bce_with_logits":
-            raise ValueError("mixup_alpha / cutmix_alpha need loss cross_entropy or nll")
+            raise ValueError("mixup_alpha / cutmix_alpha need loss cross_entropy or nll (or focal)")
+        weights = self.class_weights
+        if isinstance(weights, list | dict) and not 1 <= len(weights) <= MAX_CLASS_WEIGHTS:
+            raise KeyError_("class_weights", f"give 1 to {MAX_CLASS_WEIGHTS:,} weights, or none / auto")
         return self

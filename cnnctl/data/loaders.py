@@ -33,12 +33,14 @@ class TensorBatches:
         seed: int,
         pin: bool,
         shard: tuple[int, int] | None = None,
+        weights: torch.Tensor | None = None,
     ):
         images, labels = data.images, data.labels
         if pin:
             images, labels = images.pin_memory(), labels.pin_memory()
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed, self.shard = batch_size, shuffle, seed, shard
+        self.weights = weights  # data.sampler: balanced: each epoch's draw (see _epoch_order)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -56,8 +58,8 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
-        if self.shard is not None:  # several processes: index this rank's part of the order
-            order = _epoch_order(n, self.shuffle, self.seed, self.epoch)
+        if self.shard is not None or self.weights is not None:  # an order to index: this rank's part
+            order = _epoch_order(n, self.shuffle, self.seed, self.epoch, self.weights)
             mine = shard_order(order, self.shard, pad=self.shuffle)
             for start in range(0, len(mine), self.batch_size):
                 index = mine[start : start + self.batch_size]
@@ -92,12 +94,13 @@ class EpochLoader:
         workers: int,
         pin: bool,
         shard: tuple[int, int] | None = None,
+        weights: torch.Tensor | None = None,
     ):
         self.generator = torch.Generator()
         self.seed = seed
         # The order is `_epoch_order`, the same as TensorBatches', so a dataset gives the same
         # batches whether it is decoded from files or sliced from memory (data.cache).
-        self.sampler = _EpochSampler(len(dataset), shuffle, seed, shard)
+        self.sampler = _EpochSampler(len(dataset), shuffle, seed, shard, weights)
         self.loader: DataLoader[Any] = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -125,21 +128,30 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
 
 
-def _epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+def _epoch_order(
+    n: int, shuffle: bool, seed: int, epoch: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Epoch `epoch`'s order: a seeded permutation, or with `weights` (one per sample) n draws
+    with replacement in proportion to them (data.sampler: balanced)."""
     if not shuffle:
         return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)))
+    generator = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+    if weights is not None:
+        return torch.multinomial(weights.double(), n, replacement=True, generator=generator)
+    return torch.randperm(n, generator=generator)
 
 
 class _EpochSampler(torch.utils.data.Sampler[int]):
     """The (seed, epoch) order; under torchrun this rank's part of it, like DistributedSampler."""
 
-    def __init__(self, n: int, shuffle: bool, seed: int, shard: tuple[int, int] | None):
-        self.n, self.shuffle, self.seed, self.shard = n, shuffle, seed, shard
+    def __init__(
+        self, n: int, shuffle: bool, seed: int, shard: tuple[int, int] | None, weights: torch.Tensor | None
+    ):
+        self.n, self.shuffle, self.seed, self.shard, self.weights = n, shuffle, seed, shard, weights
         self.epoch = 0
 
     def __iter__(self) -> Iterator[int]:
-        order = _epoch_order(self.n, self.shuffle, self.seed, self.epoch)
+        order = _epoch_order(self.n, self.shuffle, self.seed, self.epoch, self.weights)
         return iter(shard_order(order, self.shard, pad=self.shuffle).tolist())
 
     def __len__(self) -> int:
@@ -158,14 +170,16 @@ def make_loader(
     workers: int,
     pin: bool,
     shard: tuple[int, int] | None = None,
+    weights: torch.Tensor | None = None,
 ) -> Batches:
     """The fastest correct loader for a dataset: tensor slicing when nothing is per-sample.
 
-    `shard` = (rank, world) under torchrun: this process's part of every epoch.
+    `shard` = (rank, world) under torchrun: this process's part of every epoch. `weights`
+    (one per sample, with `shuffle`): each epoch draws len(dataset) samples in proportion.
     """
     if isinstance(dataset, ArrayDataset) and dataset.augment is None:
-        return TensorBatches(dataset, batch_size, shuffle, seed, pin, shard)
-    return EpochLoader(dataset, batch_size, shuffle, seed, workers, pin, shard)
+        return TensorBatches(dataset, batch_size, shuffle, seed, pin, shard, weights)
+    return EpochLoader(dataset, batch_size, shuffle, seed, workers, pin, shard, weights)
 
 
 def resolve_workers(cfg: DataConfig, in_memory: bool) -> int:

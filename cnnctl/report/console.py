@@ -184,6 +184,9 @@ def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
     overall.add_row("images", str(result["count"]))
     overall.add_row("loss", _num(result["loss"]))
     overall.add_row("accuracy", _num(result["accuracy"]))
+    if "balanced_accuracy" in result:
+        overall.add_row("balanced acc", _num(result["balanced_accuracy"]))
+        overall.add_row("macro F1", _num(result["macro_f1"]))
     for k, v in result["topk"].items():
         if k != "1":
             overall.add_row(f"top-{k} accuracy", _num(v))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from cnnctl.runtime.devices import Precision, resolve_device, resolve_precision
 from cnnctl.runtime.distributed import Dist
 from cnnctl.runtime.interrupt import StopSignals
 from cnnctl.runtime.seeding import seed_everything, set_deterministic
-from cnnctl.session.optim import batch_mixer, build_optimizer, train_loss_fn
+from cnnctl.session.optim import batch_mixer, build_optimizer, class_weights_for, train_loss_fn
 from cnnctl.session.resolve import model_spec, resolve_config
 from cnnctl.tasks import Task
 
@@ -101,9 +102,16 @@ def build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSigna
     spec, task = model_spec(cfg, splits)
     if resume is not None:
         _check_resumed_data(resume, splits, spec)
+    weights = class_weights_for(cfg.train.class_weights, splits.train.targets(), splits.classes)
     model, wrapped = _network(cfg, spec, resume, dist, device)
     cfg, feeds = _feeds(cfg, model, wrapped, splits, device, dist)
-    stepper = _stepper(cfg, model, feeds, device, precision, task, len(splits.classes), signals, dist)
+    loss_fn = train_loss_fn(
+        cfg.train.loss,
+        cfg.train.label_smoothing,
+        None if weights is None else weights.to(device),
+        cfg.train.focal_gamma,
+    )
+    stepper = _stepper(cfg, model, feeds, device, precision, task, loss_fn, signals, dist)
     return Session(
         cfg,
         dist,
@@ -160,6 +168,7 @@ class Feeds:
     test: LabelledDataset | None  # the test split as the stepper takes it (features if cached)
     options: dict[str, Any]  # make_loader's options (seed, workers, pin, shard)
     on_features: bool  # model.cache_features: the frozen backbone ran once, the head trains
+    classes: list[str]
 
 
 def _feeds(
@@ -192,11 +201,21 @@ def _feeds(
     val_set: LabelledDataset
     if cached is not None:  # the frozen backbone ran once: the stepper trains the head on features
         train_set, val_set = cached["train"], cached["val"]
-        feeds = Feeds(HeadOnly(model), torch.nn.Identity(), None, None, cached.get("test"), options, True)
+        feeds = Feeds(
+            HeadOnly(model),
+            torch.nn.Identity(),
+            None,
+            None,
+            cached.get("test"),
+            options,
+            True,
+            splits.classes,
+        )
     else:
         train_set, val_set = splits.train, splits.val
-        feeds = Feeds(wrapped, normalizer, None, None, splits.test, options, False)
-    feeds.train = make_loader(train_set, batch, shuffle=True, **options)
+        feeds = Feeds(wrapped, normalizer, None, None, splits.test, options, False, splits.classes)
+    balanced = balanced_weights(train_set.targets()) if cfg.data.sampler == "balanced" else None
+    feeds.train = make_loader(train_set, batch, shuffle=True, weights=balanced, **options)
     feeds.val = make_loader(val_set, batch, shuffle=False, **options)
     return cfg, feeds
 
@@ -208,7 +227,7 @@ def _stepper(
     device: torch.device,
     precision: Precision,
     task: Task,
-    num_classes: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     signals: StopSignals,
     dist: Dist,
 ) -> Stepper:
@@ -232,7 +251,7 @@ def _stepper(
         precision,
         task,
         optimizer=optimizer,
-        loss_fn=train_loss_fn(cfg.train.loss, cfg.train.label_smoothing),
+        loss_fn=loss_fn,
         schedule=schedule,
         grad_clip=cfg.train.grad_clip,
         nan_policy=cfg.train.nan_policy,
@@ -240,7 +259,7 @@ def _stepper(
         dist=dist,
         channels_last=channels_last and not feeds.on_features,
         accumulate=cfg.train.accumulate,
-        mixer=batch_mixer(cfg.train.mixup_alpha, cfg.train.cutmix_alpha, num_classes),
+        mixer=batch_mixer(cfg.train.mixup_alpha, cfg.train.cutmix_alpha, len(feeds.classes)),
         **_ema(cfg, model, feeds.on_features),
     )
 
@@ -343,3 +362,11 @@ def _optimizer_params(model: torch.nn.Module, cfg: RunConfig) -> list[Any]:
         groups: list[Any] = param_groups(cfg.optimizer.lr, cfg.optimizer.backbone_lr_mult, keep_frozen)
         return groups
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def balanced_weights(labels: list[int]) -> torch.Tensor:
+    """data.sampler: balanced: one weight per sample, 1 / (its class's count), so every class is
+    drawn equally often."""
+    targets = torch.as_tensor(labels, dtype=torch.long)
+    counts = torch.bincount(targets).double()
+    return 1.0 / counts[targets]

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -37,25 +38,79 @@ def build_optimizer(
     return torch.optim.RMSprop(params, momentum=cfg.momentum, foreach=True, **common)
 
 
-def train_loss_fn(loss: str, label_smoothing: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The training criterion (mean over the batch)."""
+def train_loss_fn(
+    loss: str, label_smoothing: float, weights: torch.Tensor | None = None, focal_gamma: float = 2.0
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training criterion: a mean over the batch, weighted per class by `weights` (a
+    weighted mean, as torch's CrossEntropyLoss(weight=...) takes it). Targets are class
+    indices, or soft (N, classes) targets from MixUp / CutMix."""
     if loss == "cross_entropy":
-        return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
     if loss == "nll":
-        hard = nn.NLLLoss()
-
-        def nll(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-            if targets.is_floating_point():  # soft targets (mixup / cutmix)
-                return -(targets * outputs).sum(dim=1).mean()
-            out: torch.Tensor = hard(outputs, targets)
-            return out
-
-        return nll
+        return _nll(weights)
+    if loss == "focal":
+        return functools.partial(focal_loss, gamma=focal_gamma, weights=weights)
 
     def bce(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets.to(outputs.dtype))
+        per = F.binary_cross_entropy_with_logits(
+            outputs.squeeze(1), targets.to(outputs.dtype), reduction="none"
+        )
+        if weights is None:
+            return per.mean()
+        w = weights.to(per.dtype)[targets.long()]
+        return (per * w).sum() / w.sum()
 
     return bce
+
+
+def _nll(weights: torch.Tensor | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    hard = nn.NLLLoss(weight=weights)
+
+    def nll(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.is_floating_point():  # soft targets (mixup / cutmix)
+            scaled = targets if weights is None else targets * weights.to(targets.dtype)
+            return -(scaled * outputs).sum(dim=1).mean()
+        out: torch.Tensor = hard(outputs, targets)
+        return out
+
+    return nll
+
+
+def focal_loss(
+    outputs: torch.Tensor, targets: torch.Tensor, gamma: float, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Softmax focal loss: -(1 - p_c)^gamma log p_c for the true class c (soft targets: summed
+    over classes by their share), weighted per class; equal to cross entropy at gamma 0."""
+    logp = outputs.float().log_softmax(dim=1)
+    soft = targets.float() if targets.is_floating_point() else F.one_hot(targets, logp.shape[1]).float()
+    per = -(soft * (1 - logp.exp()).clamp(min=0).pow(gamma) * logp)
+    share = soft if weights is None else soft * weights.to(logp.dtype)
+    if weights is not None:
+        per = per * weights.to(logp.dtype)
+    return per.sum() / share.sum().clamp(min=torch.finfo(logp.dtype).tiny)
+
+
+def class_weights_for(
+    spec: str | list[float] | dict[str, float], labels: Sequence[int], classes: list[str]
+) -> torch.Tensor | None:
+    """train.class_weights as a (classes,) tensor, or None for none: `auto` is N / (K x n_c) on
+    the train labels (mean weight 1 per image); a list is in class order; a mapping names
+    classes (the others weigh 1)."""
+    k = len(classes)
+    if spec == "none":
+        return None
+    if spec == "auto":
+        counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.long), minlength=k).double()
+        return (len(labels) / (k * counts.clamp(min=1))).float()
+    if isinstance(spec, list):
+        if len(spec) != k:
+            raise ConfigError(f"train.class_weights: {len(spec)} weights for {k} classes ({classes[:10]})")
+        return torch.tensor(spec, dtype=torch.float32)
+    assert isinstance(spec, dict)
+    unknown = sorted(set(spec) - set(classes))
+    if unknown:
+        raise ConfigError(f"train.class_weights: {unknown[:5]} not among the classes {classes[:10]}")
+    return torch.tensor([float(spec.get(name, 1.0)) for name in classes], dtype=torch.float32)
 
 
 def batch_mixer(mixup_alpha: float, cutmix_alpha: float, num_classes: int) -> Callable[..., Any] | None:

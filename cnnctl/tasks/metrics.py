@@ -48,10 +48,25 @@ class EvalResult:
             )
         return rows
 
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over the classes present in the split (scikit-learn's definition)."""
+        rows = [r for r in self.per_class() if r["support"]]
+        return sum(r["recall"] for r in rows) / len(rows) if rows else 0.0
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes that are in the split or predicted (scikit-learn's labels)."""
+        predicted = self.confusion.sum(dim=0).tolist()
+        rows = [r for i, r in enumerate(self.per_class()) if r["support"] or predicted[i]]
+        return sum(r["f1"] for r in rows) / len(rows) if rows else 0.0
+
     def to_plain(self) -> dict[str, Any]:
         return {
             "loss": self.loss,
             "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro_f1": self.macro_f1,
             "topk": {str(k): v for k, v in self.topk.items()},
             "count": self.count,
             "classes": list(self.classes),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from cnnctl.config import RunConfig
 from cnnctl.core.errors import DataError
 from cnnctl.data import build_splits, decode_workers
+from cnnctl.data.sources.image_folder import split_dirs
 
 
 def check_data(cfg: RunConfig) -> dict[str, Any]:
@@ -15,8 +17,18 @@ def check_data(cfg: RunConfig) -> dict[str, Any]:
 
     An image folder is scanned and every file decoded (cached verdicts reused); other
     sources are loaded as training loads them. Blocking problems raise DataError.
-    Returns {"source", "splits": {name: {"classes": {class: count}, "images"}}, "unreadable": [...]}.
+    Returns {"source", "splits": {name: {class: count}}, "unreadable": [...], "warnings": [...]};
+    the warnings (a class with very few training images, a held-out split missing a class) are
+    also logged.
     """
+    result = _counts(cfg)
+    result["warnings"] = distribution_warnings(result["splits"])
+    for line in result["warnings"]:
+        logging.getLogger("cnnctl").warning(line)
+    return result
+
+
+def _counts(cfg: RunConfig) -> dict[str, Any]:
     from cnnctl.data import folder
     from cnnctl.data.check import check_files
 
@@ -31,7 +43,9 @@ def check_data(cfg: RunConfig) -> dict[str, Any]:
         return {"source": cfg.data.source, "splits": counts, "unreadable": []}
     assert cfg.data.root is not None
     root = Path(cfg.data.root)
-    dirs = folder.find_split_dirs(root) or {"all (split by fraction)": root}
+    dirs = split_dirs(root, cfg.data.split_folders)
+    if list(dirs) == ["train"] and dirs["train"] == root:
+        dirs = {"all (split by fraction)": root}
     extensions = folder.normalise_extensions(cfg.data.extensions)
     scanned = {name: folder.scan_split(path, extensions) for name, path in dirs.items()}
     first = next(iter(scanned.values())).classes_present
@@ -54,3 +68,26 @@ def _class_counts(labels: list[int], classes: list[str]) -> dict[str, int]:
     for label in labels:
         counts[classes[label]] += 1
     return counts
+
+
+FEW_IMAGES = 5  # a class with fewer training images than this is warned about
+
+
+def distribution_warnings(splits: dict[str, dict[str, int]]) -> list[str]:
+    """Lines about the class distribution: classes with fewer than FEW_IMAGES training images,
+    and classes a val or test split has no image of (its metrics say nothing about them)."""
+    train = splits.get("train") or splits.get("all (split by fraction)") or {}
+    lines = [
+        f"class {name!r} has only {count} training image(s): too few to learn it reliably; add "
+        "images, or try train.class_weights: auto / data.sampler: balanced"
+        for name, count in train.items()
+        if count < FEW_IMAGES
+    ]
+    for split in ("val", "test"):
+        missing = [name for name, count in splits.get(split, {}).items() if count == 0]
+        if missing:
+            lines.append(
+                f"the {split} split has no image of {', '.join(map(repr, missing[:10]))}: its "
+                "metrics say nothing about them"
+            )
+    return lines

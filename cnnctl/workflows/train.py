@@ -168,7 +168,21 @@ def _opening_line(run: Session, run_dir: Path) -> str:
         f"{len(splits.train)} train / {len(splits.val)} val / "
         f"{len(splits.test) if splits.test is not None else 0} test images · "
         f"{len(splits.classes)} classes · input {'x'.join(map(str, splits.input.shape))}"
+        + "".join(f" · {part}" for part in _imbalance(run.cfg))
     )
+
+
+def _imbalance(cfg: RunConfig) -> list[str]:
+    """What the run does about class imbalance, for its first line (nothing when nothing)."""
+    parts = []
+    weights = cfg.train.class_weights
+    if weights != "none":
+        parts.append(f"class weights {weights if isinstance(weights, str) else 'as given'}")
+    if cfg.data.sampler == "balanced":
+        parts.append("sampler balanced")
+    if cfg.train.loss == "focal":
+        parts.append(f"loss focal (gamma {cfg.train.focal_gamma:g})")
+    return parts
 
 
 def _fit(

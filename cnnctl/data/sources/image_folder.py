@@ -30,12 +30,12 @@ def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     assert cfg.root is not None  # guaranteed by DataConfig
     root = Path(cfg.root)
     extensions = folder.normalise_extensions(cfg.extensions)
-    dirs = _split_dirs(root, cfg.split_folders)
+    dirs = split_dirs(root, cfg.split_folders)
     scanned = {name: folder.scan_split(path, extensions) for name, path in dirs.items()}
     return from_scan(cfg, seed, spec, scanned, lambda checked: _shared_classes(cfg, checked, dirs))
 
 
-def _split_dirs(root: Path, named: Mapping[Any, str] | None) -> dict[str, Path]:
+def split_dirs(root: Path, named: Mapping[Any, str] | None) -> dict[str, Path]:
     """Each split's folder: data.split_folders' names under root, else train/ val/ test/ when
     root has a train/ folder, else root itself as train."""
     if named is None:
