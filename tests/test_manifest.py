@@ -235,3 +235,15 @@ def test_split_folders_map_roles_to_folders(runner, tmp_path: Path, write_config
     )
     result = invoke(runner, "train", missing)
     assert result.exit_code == 2 and "no such folder (data.split_folders.val)" in result.output
+
+
+def test_unreadable_images_are_named_by_manifest_row(runner, tmp_path: Path, images: Path) -> None:
+    rows = rows_of(images, tmp_path)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    rows.insert(2, {"path": "broken.png", "label": rows[2]["label"], "patient": "px"})
+    manifest = write_csv(tmp_path / "train.csv", rows)
+    result = invoke(runner, "train", config(tmp_path, {"train": str(manifest)}))
+    assert result.exit_code == 0, result.output
+    assert "skipping 1 unreadable image(s)" in result.output and "train.csv row 3" in result.output
+    assert str(broken) not in {r["path"] for r in splits_csv(tmp_path, "m")}

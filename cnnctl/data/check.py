@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +45,16 @@ class CheckReport:
     cached: int = 0
     decoded: dict[str, Any] = field(default_factory=dict)  # path → uint8 tensor, when asked to decode
 
-    def summary(self, limit: int = 10) -> str:
+    def summary(self, limit: int = 10, rows: Mapping[str, str] | None = None) -> str:
+        """One line: how many were skipped, the first `limit` with their reasons (each named
+        by `rows[path]` too when given: a manifest's file and row)."""
         if not self.bad:
             return f"{len(self.good)} images ok"
-        shown = "; ".join(f"{printable(path)}: {printable(reason)}" for path, reason in self.bad[:limit])
+        rows = rows or {}
+        shown = "; ".join(
+            f"{printable(rows[path]) + ' ' if path in rows else ''}{printable(path)}: {printable(reason)}"
+            for path, reason in self.bad[:limit]
+        )
         more = f"; ... and {len(self.bad) - limit} more" if len(self.bad) > limit else ""
         return (
             f"skipping {len(self.bad)} unreadable image(s) of {len(self.good) + len(self.bad)}: {shown}{more}"

@@ -56,6 +56,7 @@ def from_scan(
     classes_of: Callable[[dict[str, FolderSplit]], list[str]],
     groups: dict[str, str] | None = None,
     what: str = "class folder(s)",
+    rows: Mapping[str, str] | None = None,
 ) -> Splits:
     """Splits from lists of image files with their class names (an image folder's or a
     manifest's): checked, labelled by `classes_of(checked splits)`, the missing splits carved
@@ -65,7 +66,7 @@ def from_scan(
     workers = decode_workers(cfg)
     predecoded: dict[str, torch.Tensor] = {}
     if cfg.check_images:  # decoding to the cache's input spec on the way when there is a cache to fill
-        scanned = checked_splits(scanned, decode if mode != "off" else None, workers, predecoded, what)
+        scanned = checked_splits(scanned, decode if mode != "off" else None, workers, predecoded, what, rows)
     classes = classes_of(scanned)
     labels = {name: folder.labels_for(s, classes) for name, s in scanned.items()}
     train_groups = [groups[f] for f in scanned["train"].files] if groups is not None else None
@@ -138,6 +139,7 @@ def checked_splits(
     workers: int = 0,
     decoded: dict[str, torch.Tensor] | None = None,
     what: str = "class folder(s)",
+    rows: Mapping[str, str] | None = None,
 ) -> dict[str, FolderSplit]:
     """Every split without its unreadable files (fully decoded once, verdicts cached).
 
@@ -151,7 +153,7 @@ def checked_splits(
         decoded.update(report.decoded)
     if not report.bad:
         return scanned
-    logging.getLogger("cnnctl").warning(report.summary())
+    logging.getLogger("cnnctl").warning(report.summary(rows=rows))
     bad = {path for path, _ in report.bad}
     return {name: _without(split, bad, what) for name, split in scanned.items()}
 

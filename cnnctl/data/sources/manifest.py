@@ -22,7 +22,12 @@ def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     tables = read_tables(cfg)
     groups = _groups(cfg, tables)
     scanned = {name: _as_split(table) for name, table in tables.items()}
-    return from_scan(cfg, seed, spec, scanned, lambda checked: _classes(cfg, checked), groups, "label(s)")
+    rows = {
+        f: f"{t.source.name} row {n}" for t in tables.values() for f, n in zip(t.files, t.rows, strict=True)
+    }
+    return from_scan(
+        cfg, seed, spec, scanned, lambda checked: _classes(cfg, checked), groups, "label(s)", rows
+    )
 
 
 def read_tables(cfg: DataConfig) -> dict[str, Manifest]:
