@@ -155,3 +155,23 @@ def test_ddp_soak_short_under_a_cpu_hog(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert code == 0, out
     assert "ddp soak: 2 runs, 0 failures, under a 1-process CPU hog" in out
+
+
+def test_the_balanced_sampler_under_ddp_matches_one_process(runner, tmp_path: Path) -> None:
+    """Each rank takes every world-th draw of the one (seed, epoch) draw, so two processes of
+    batch 8 step on the same 16 images as one process of batch 16."""
+    cfg = merge(
+        merge(TINY, DDP), {"output": {"dir": str(tmp_path / "runs")}, "data": {"sampler": "balanced"}}
+    )
+    cfg["train"] = {"epochs": 2}
+    config = tmp_path / "balanced.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    done = launch([str(config), "--name", "two"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_clean_exit(done)
+    assert "sampler balanced" in done.stdout
+    single = invoke(runner, "train", config, "--name", "one", "--set", "data.batch_size=16")
+    assert single.exit_code == 0, single.output
+    two, one = rows(tmp_path / "runs" / "two"), rows(tmp_path / "runs" / "one")
+    for a, b in zip(two, one, strict=True):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
