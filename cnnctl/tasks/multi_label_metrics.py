@@ -1,0 +1,165 @@
+"""Multi-label metrics accumulated batch by batch, from sums only (so DDP reduces them with one
+all-reduce, as the single-label ones): per label a histogram of the predicted probability for
+its positive and its negative images, and the counts the decision thresholds give.
+
+From the histograms: average precision per label (the step-wise area under the PR curve, as
+scikit-learn's `average_precision_score` computes it, on probabilities rounded down to
+1/BINS) and the threshold that maximises F1 per label (`train.threshold: auto`). From the
+counts at the thresholds: precision / recall / F1 per label, micro and macro F1, exact match
+(all labels of an image right) and Hamming loss (the share of wrong label decisions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+BINS = 1000  # probability resolution of the histograms (AP and thresholds to within 1e-3)
+DEFAULT_THRESHOLD = 0.5  # a label with no positive (or no negative) image to tune on
+
+
+@dataclass
+class MultiLabelResult:
+    """Metrics of one pass over a split. `per_label` rows: label, support, precision, recall,
+    f1, ap (None without positives), threshold."""
+
+    loss: float
+    map: float  # mean AP over the labels that have a positive image
+    micro_f1: float
+    macro_f1: float
+    exact_match: float
+    hamming_loss: float
+    per_label: list[dict[str, Any]]
+    classes: list[str]
+    count: int
+
+    @property
+    def accuracy(self) -> float:
+        """What metrics.csv's acc columns and train.monitor: val_acc read: exact match."""
+        return self.exact_match
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "map": self.map,
+            "micro_f1": self.micro_f1,
+            "macro_f1": self.macro_f1,
+            "exact_match": self.exact_match,
+            "hamming_loss": self.hamming_loss,
+            "count": self.count,
+            "classes": list(self.classes),
+            "per_label": self.per_label,
+        }
+
+
+class MultiLabelAccumulator:
+    """Sums on the device; one host sync at `result()`."""
+
+    def __init__(self, classes: list[str], thresholds: Sequence[float] | None = None):
+        k = len(classes)
+        self.classes = classes
+        self.thresholds = torch.tensor(
+            list(thresholds) if thresholds is not None else [DEFAULT_THRESHOLD] * k, dtype=torch.float32
+        )
+        self.hist = torch.zeros(2, k, BINS, dtype=torch.float64)  # [negative, positive] x label x bin
+        self.counts = torch.zeros(3, k, dtype=torch.float64)  # tp, fp, fn per label at the thresholds
+        self.exact = torch.zeros((), dtype=torch.float64)
+        self.loss_sum = torch.zeros((), dtype=torch.float64)
+        self.count = 0
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None:
+        """`probs` (N, K) in [0, 1], `targets` (N, K) multi-hot."""
+        probs, truth = probs.detach().float().cpu(), targets.detach().cpu() > 0.5
+        k = len(self.classes)
+        bins = (probs * BINS).long().clamp(0, BINS - 1)
+        flat = truth.long() * (k * BINS) + torch.arange(k) * BINS + bins  # (positive, label, bin)
+        self.hist += torch.bincount(flat.flatten(), minlength=2 * k * BINS).reshape(2, k, BINS)
+        decided = probs >= self.thresholds
+        self.counts[0] += (decided & truth).sum(dim=0)
+        self.counts[1] += (decided & ~truth).sum(dim=0)
+        self.counts[2] += (~decided & truth).sum(dim=0)
+        self.exact += (decided == truth).all(dim=1).sum()
+        self.loss_sum += float(loss_sum.detach())
+        self.count += int(truth.shape[0])
+
+    def all_reduce(self, reduce: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> None:
+        """Sum every count over processes (`reduce` sums a tensor in place): one collective."""
+        parts = [self.hist.flatten(), self.counts.flatten(), self.exact.reshape(1), self.loss_sum.reshape(1)]
+        sizes = [p.numel() for p in parts]
+        packed = reduce(
+            torch.cat([*parts, torch.tensor([float(self.count)], dtype=torch.float64)]).to(device)
+        )
+        pieces = packed.cpu().split([*sizes, 1])
+        self.hist = pieces[0].reshape(self.hist.shape)
+        self.counts = pieces[1].reshape(self.counts.shape)
+        self.exact, self.loss_sum, self.count = pieces[2][0], pieces[3][0], int(pieces[4][0])
+
+    def best_thresholds(self) -> list[float]:
+        """Per label, the threshold (a bin edge) whose decisions have the highest F1 on what was
+        accumulated; DEFAULT_THRESHOLD for a label without positives or without negatives."""
+        return [_best_threshold(self.hist[1, i], self.hist[0, i]) for i in range(len(self.classes))]
+
+    def result(self) -> MultiLabelResult:
+        n, k = max(self.count, 1), len(self.classes)
+        tp, fp, fn = self.counts
+        rows: list[dict[str, Any]] = []
+        aps: list[float] = []
+        for i, name in enumerate(self.classes):
+            ap = average_precision(self.hist[1, i], self.hist[0, i])
+            precision, recall, f1 = _prf(float(tp[i]), float(fp[i]), float(fn[i]))
+            support = int(self.hist[1, i].sum())
+            threshold = float(self.thresholds[i])
+            if ap is not None:
+                aps.append(ap)
+            rows.append(
+                {"label": name, "support": support, "precision": precision, "recall": recall,
+                 "f1": f1, "ap": ap, "threshold": threshold}
+            )  # fmt: skip
+        micro = _prf(float(tp.sum()), float(fp.sum()), float(fn.sum()))[2]
+        wrong = float(fp.sum() + fn.sum())
+        return MultiLabelResult(
+            loss=float(self.loss_sum) / n,
+            map=sum(aps) / len(aps) if aps else 0.0,
+            micro_f1=micro,
+            macro_f1=sum(float(r["f1"]) for r in rows) / k if k else 0.0,
+            exact_match=float(self.exact) / n,
+            hamming_loss=wrong / (n * k) if k else 0.0,
+            per_label=rows,
+            classes=list(self.classes),
+            count=self.count,
+        )
+
+
+def average_precision(positives: torch.Tensor, negatives: torch.Tensor) -> float | None:
+    """AP from per-bin counts of positive and negative images (bin = probability x BINS):
+    sum over thresholds, highest first, of (recall step) x precision; None without positives."""
+    total = float(positives.sum())
+    if total == 0:
+        return None
+    tp = positives.flip(0).cumsum(0)  # images at or above each bin, highest bin first
+    fp = negatives.flip(0).cumsum(0)
+    step = positives.flip(0) > 0
+    precision = tp[step] / (tp[step] + fp[step])
+    recall_gain = positives.flip(0)[step] / total
+    return float((precision * recall_gain).sum())
+
+
+def _best_threshold(positives: torch.Tensor, negatives: torch.Tensor) -> float:
+    if float(positives.sum()) == 0 or float(negatives.sum()) == 0:
+        return DEFAULT_THRESHOLD
+    tp = positives.flip(0).cumsum(0)  # deciding positive from this bin up
+    fp = negatives.flip(0).cumsum(0)
+    fn = float(positives.sum()) - tp
+    f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1e-12)
+    best = int(torch.argmax(f1))  # the first (highest threshold) among equals
+    return (BINS - 1 - best) / BINS
+
+
+def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
