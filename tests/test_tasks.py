@@ -112,3 +112,51 @@ def test_the_stepper_asks_its_task() -> None:
     assert math.isfinite(result.loss) and result.count == 5
     probs = stepper.predict(x)
     assert task.calls["probabilities"] == 2 and probs.shape == (5, 3)
+
+
+def test_multi_label_reads_outputs_as_independent_labels() -> None:
+    from cnnctl.tasks.multi_label import MultiLabel
+    from cnnctl.tasks.multi_label_metrics import MultiLabelResult
+
+    task = tasks.for_training("bce_with_logits", False, "multi_label", ["cat", "dog", "sky"])
+    assert isinstance(task, MultiLabel) and task.num_outputs(3) == 3
+    assert task.problem("cross_entropy", 3) is not None and task.problem("focal", 3) is None
+    out = torch.tensor([[2.0, -1.0, 0.1], [-3.0, 4.0, -0.2]])
+    truth = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    assert torch.allclose(task.probabilities(out), out.sigmoid())
+    assert torch.equal(task.predicted(out), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    assert int(task.correct(out, truth)) == 1  # the second image misses 'sky'
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(out, truth, reduction="none").mean(dim=1).sum()
+    assert float(task.eval_loss_sum(out, truth)) == pytest.approx(float(bce))
+    tuned = tasks.from_record({"task": "multi_label", "classes": ["cat", "dog", "sky"], "output_kind": "logits",
+                               "thresholds": [0.5, 0.5, 0.4], "label_separator": ";"})  # fmt: skip
+    assert int(tuned.correct(out, truth)) == 2  # sky at 0.45 now counts
+    label, probability, pairs = tuned.decide(tuned.probabilities(out), ["cat", "dog", "sky"], 1)[1]
+    assert (label, probability) == ("dog;sky", None) and [name for name, _ in pairs] == ["cat", "dog", "sky"]
+    assert tuned.prediction_columns(1) == ["path", "labels", "p_cat", "p_dog", "p_sky", "error"]
+    assert isinstance(tuned.metrics(["cat", "dog", "sky"], (1,)).result(), MultiLabelResult)
+    with pytest.raises(ValueError, match="2 thresholds for 3 labels"):
+        MultiLabel(("a", "b", "c"), (0.5, 0.5))
+
+
+def test_the_stepper_trains_and_evaluates_a_multi_label_task() -> None:
+    """The seam holds: the engine runs a multi-label task with no edit of its own."""
+    from cnnctl.tasks.multi_label import MultiLabel
+
+    torch.manual_seed(0)
+    task = MultiLabel(("a", "b", "c"))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    from cnnctl.config import SchedulerConfig
+    from cnnctl.engine.schedule import Schedule
+    from cnnctl.engine.state import SilentProgress
+
+    stepper = Stepper(
+        model, nn.Identity(), torch.device("cpu"), Precision(None), task, optimizer=optimizer,
+        loss_fn=torch.nn.BCEWithLogitsLoss(), schedule=Schedule(SchedulerConfig(), optimizer, 1, 1),
+    )  # fmt: skip
+    x = torch.rand(16, 3, 4, 4)
+    y = (x.mean(dim=(2, 3)) > 0.5).float()  # a label per channel: on when the channel is bright
+    loss, exact = stepper.train_epoch([(x, y)] * 20, 1, SilentProgress())  # type: ignore[arg-type]
+    result = stepper.evaluate([(x, y)], ["a", "b", "c"])  # type: ignore[arg-type]
+    assert math.isfinite(loss) and 0 <= exact <= 1 and result.count == 16 and result.map > 0.5

@@ -127,7 +127,7 @@ class Stepper:
             n = int(y.shape[0])
             seen += n
             loss_sum += loss.detach() * n
-            correct += (self.task.predicted(outputs.detach()) == y).sum()
+            correct += self.task.correct(outputs.detach(), y)
             shown = float(loss.detach()) if self.device.type == "cpu" or index % 20 == 0 else None
             if unchecked and (index % 20 == 0 or index == total):
                 self._check_losses(unchecked, epoch)

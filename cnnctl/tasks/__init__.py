@@ -1,36 +1,42 @@
 """What differs between classification tasks: outputs, loss, decision rule, metrics, columns.
 
-A task is registered here by name with two constructors: one for training (from the loss
-and `model.log_softmax` the config names) and one for what a checkpoint or an export
-sidecar recorded. Only `single_label` exists; multi-label is a new module plus two lines in
-each table below.
+A task is registered here by name with two constructors: one for training (from the loss,
+`model.log_softmax` and the class names) and one for what a checkpoint or an export sidecar
+recorded. `single_label` is what every config trains today; `multi_label` (its own module,
+two lines below) is built and tested at this seam, and joins the config with `task:`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cnnctl.tasks import single_label
+from cnnctl.tasks import multi_label, single_label
 from cnnctl.tasks.base import Accumulator, Task
 
 DEFAULT = single_label.NAME
 
-# name → (loss, log_softmax) → the task a new run trains
-FOR_TRAINING: dict[str, Callable[[str, bool], Task]] = {
-    single_label.NAME: lambda loss, log_softmax: single_label.SingleLabel(
+# name → (loss, log_softmax, classes) → the task a new run trains
+FOR_TRAINING: dict[str, Callable[[str, bool, Sequence[str]], Task]] = {
+    single_label.NAME: lambda loss, log_softmax, classes: single_label.SingleLabel(
         single_label.output_kind(loss, log_softmax)
     ),
+    multi_label.NAME: lambda loss, log_softmax, classes: multi_label.MultiLabel(tuple(classes)),
 }
 # name → a checkpoint's or sidecar's metadata → the task it was trained for
 FROM_RECORD: dict[str, Callable[[Mapping[str, Any]], Task]] = {
     single_label.NAME: lambda meta: single_label.SingleLabel(str(meta["output_kind"])),
+    multi_label.NAME: lambda meta: multi_label.MultiLabel(
+        tuple(meta["classes"]),
+        tuple(meta["thresholds"]) if meta.get("thresholds") is not None else None,
+        str(meta.get("label_separator", multi_label.SEPARATOR)),
+    ),
 }
 
 
-def for_training(loss: str, log_softmax: bool, name: str = DEFAULT) -> Task:
+def for_training(loss: str, log_softmax: bool, name: str = DEFAULT, classes: Sequence[str] = ()) -> Task:
     """The task a run trains: `name` (a config's task) with the outputs its loss implies."""
-    return FOR_TRAINING[name](loss, log_softmax)
+    return FOR_TRAINING[name](loss, log_softmax, classes)
 
 
 def from_record(meta: Mapping[str, Any]) -> Task:

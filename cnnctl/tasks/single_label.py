@@ -68,6 +68,10 @@ class SingleLabel:
             return (outputs.squeeze(1) > 0).long()
         return outputs.argmax(dim=1)
 
+    def correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """How many rows are decided right (a 0-d tensor, on the outputs' device)."""
+        return (self.predicted(outputs) == targets).sum()
+
     def decide(self, probs: torch.Tensor, classes: list[str], k: int) -> list[Decision]:
         """Per row of (N, classes) probabilities: the label, its probability and the k most
         probable (class, probability) pairs, most probable first."""

@@ -1,0 +1,102 @@
+"""Multi-label classification: each image has any number of the labels (none included).
+
+The network has one logit per label; sigmoid gives each label's probability independently
+and a label is predicted when its probability reaches that label's threshold (0.5 until
+`train.threshold` chooses them on val). The val/test loss is the binary cross entropy of
+every label decision, averaged over the labels and summed over images, so it reads like
+the single-label loss per image. Targets are multi-hot (N, labels) float tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnctl.tasks.multi_label_metrics import DEFAULT_THRESHOLD, MultiLabelAccumulator
+
+NAME = "multi_label"
+OUTPUT_KIND = "logits"  # one logit per label (the checkpoint's `output_kind`; `task` tells them apart)
+LOSSES = ("bce_with_logits", "focal")
+SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class MultiLabel:
+    """The multi-label task over `classes` (its labels), deciding at `thresholds` (one per label)."""
+
+    classes: tuple[str, ...]
+    thresholds: tuple[float, ...] | None = None  # None: DEFAULT_THRESHOLD for every label
+    separator: str = SEPARATOR  # joins the predicted labels in a prediction file's `labels`
+    name: str = NAME
+    output_kind: str = OUTPUT_KIND
+
+    def __post_init__(self) -> None:
+        if self.thresholds is not None and len(self.thresholds) != len(self.classes):
+            raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.classes)} labels")
+
+    def with_thresholds(self, thresholds: Sequence[float]) -> MultiLabel:
+        return MultiLabel(self.classes, tuple(float(t) for t in thresholds), self.separator)
+
+    def cutoffs(self, device: torch.device | None = None) -> torch.Tensor:
+        values = self.thresholds or (DEFAULT_THRESHOLD,) * len(self.classes)
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    def num_outputs(self, num_classes: int) -> int:
+        return num_classes
+
+    def problem(self, loss: str, num_classes: int) -> str | None:
+        if loss not in LOSSES:
+            return f"train.loss: {loss} is single-label; task multi_label trains with {' or '.join(LOSSES)}"
+        if num_classes < 2:
+            return f"task multi_label needs at least 2 labels, the data has {num_classes}"
+        return None
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(N, labels) independent probabilities."""
+        return outputs.float().sigmoid()
+
+    def predicted(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(N, labels) multi-hot decisions (1.0 where the label is predicted)."""
+        return (self.probabilities(outputs) >= self.cutoffs(outputs.device)).float()
+
+    def correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Images with every label decided right (exact match; soft targets read at 0.5)."""
+        return (self.predicted(outputs) == (targets > 0.5).float()).all(dim=1).sum()
+
+    def decide(self, probs: torch.Tensor, classes: list[str], k: int) -> list[Any]:
+        """Per row: the predicted labels joined by the separator, None (no single probability),
+        and every (label, probability) pair in label order (the prediction file's p_ columns)."""
+        decided = probs >= self.cutoffs(probs.device)
+        rows = []
+        for p, d in zip(probs.tolist(), decided.tolist(), strict=True):
+            chosen = [name for name, on in zip(classes, d, strict=True) if on]
+            rows.append((self.separator.join(chosen), None, list(zip(classes, p, strict=True))))
+        return rows
+
+    def eval_loss_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        per = F.binary_cross_entropy_with_logits(outputs.float(), targets.float(), reduction="none")
+        return per.mean(dim=1).sum()
+
+    def metrics(
+        self, classes: list[str], topk: tuple[int, ...], keep_wrong: int = 0
+    ) -> MultiLabelAccumulator:
+        return MultiLabelAccumulator(classes, self.thresholds)
+
+    def prediction_columns(self, topk: int) -> list[str]:
+        """path, labels (joined by the separator), p_<label> for every label, error."""
+        return ["path", "labels", *(f"p_{name}" for name in self.classes), "error"]
+
+    def prediction_record(self, prediction: Any, topk: int) -> dict[str, Any]:
+        record: dict[str, Any] = {"path": prediction.path, "labels": prediction.label}
+        probabilities = dict(prediction.topk)
+        for name in self.classes:
+            record[f"p_{name}"] = probabilities.get(name)
+        record["error"] = prediction.error
+        return record
+
+    def describe_outputs(self) -> str:
+        return "sigmoid(output): each label's probability, independently; predicted at its threshold"
