@@ -176,7 +176,7 @@ def test_broken_tables_are_one_line(runner, tmp_path: Path, images: Path) -> Non
     result = invoke(runner, "train", config(tmp_path, {"train": str(latin)}))
     assert result.exit_code == 2 and "not UTF-8" in result.output
     unknown = write_csv(tmp_path / "val.csv", [{**rows[0], "label": "hexagon"}])
-    data = {"train": str(write_csv(tmp_path / "train.csv", rows)), "val": str(unknown)}
+    data = {"train": str(write_csv(tmp_path / "train.csv", rows[1:])), "val": str(unknown)}
     result = invoke(runner, "train", config(tmp_path, data))
     assert result.exit_code == 2 and "label(s) ['hexagon'] are not among train's labels" in result.output
 
@@ -247,3 +247,66 @@ def test_unreadable_images_are_named_by_manifest_row(runner, tmp_path: Path, ima
     assert result.exit_code == 0, result.output
     assert "skipping 1 unreadable image(s)" in result.output and "train.csv row 3" in result.output
     assert str(broken) not in {r["path"] for r in splits_csv(tmp_path, "m")}
+
+
+def test_one_image_never_lands_in_two_splits(runner, tmp_path: Path, images: Path) -> None:
+    rows = rows_of(images, tmp_path)
+    train = write_csv(tmp_path / "train.csv", rows)
+    val = write_csv(tmp_path / "val.csv", rows[:2])
+    result = invoke(runner, "train", config(tmp_path, {"train": str(train), "val": str(val)}))
+    assert result.exit_code == 2 and "names the image of the train manifest's row 1" in result.output
+    (tmp_path / "link.png").symlink_to(tmp_path / rows[0]["path"])  # the same image by another name
+    linked = write_csv(tmp_path / "linked.csv", [*rows, {**rows[0], "path": "link.png"}])
+    result = invoke(runner, "train", config(tmp_path, {"train": str(linked)}))
+    assert result.exit_code == 2 and "rows 1 and 37 name the same image" in result.output
+
+
+def test_tables_that_look_right_but_are_not(runner, tmp_path: Path, images: Path) -> None:
+    rows = rows_of(images, tmp_path)
+    cases = {
+        "nan.jsonl": (json.dumps({**rows[0], "label": float("nan")}) + "\n", "row 1 has an empty label"),
+        "deep.jsonl": ("[" * 100_000 + "]" * 100_000 + "\n", "row 1 is not a JSON object"),
+        "wide.csv": (
+            f"path,label\n{rows[0]['path']},circle,extra\n",
+            "row 1 has more fields than the header",
+        ),
+    }
+    for name, (text, expected) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        result = invoke(runner, "train", config(tmp_path, {"train": str(tmp_path / name)}, name=name[:4]))
+        assert result.exit_code == 2 and expected in result.output, (name, result.output)
+    spaced = [{**r, "label": f" {r['label']} "} if n % 2 else r for n, r in enumerate(rows)]
+    result = invoke(runner, "train", config(tmp_path, {"train": str(write_csv(tmp_path / "s.csv", spaced))}))
+    assert result.exit_code == 0 and "3 classes" in result.output  # ' circle ' is circle
+
+
+def test_data_check_lists_a_manifests_unusable_rows(runner, tmp_path: Path, images: Path) -> None:
+    rows = rows_of(images, tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    rows[1] = {**rows[1], "path": "broken.png"}
+    rows[2] = {**rows[2], "path": "gone.png"}
+    path = config(tmp_path, {"train": str(write_csv(tmp_path / "train.csv", rows))})
+    result = invoke(runner, "data", "check", path, "--json")
+    assert result.exit_code == 1, result.output
+    reasons = {Path(u["path"]).name: u["reason"] for u in json.loads(result.stdout)["unreadable"]}
+    assert reasons["gone.png"] == "no such regular file (train.csv row 3)"
+    assert reasons["broken.png"].endswith("(train.csv row 2)")
+
+
+def test_split_folders_refuse_one_folder_under_two_names(runner, tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "data" / "train", 2, 4, 16, seed=1, noise=0.05)
+    (tmp_path / "data" / "copy").symlink_to(tmp_path / "data" / "train")
+    for folders, expected in [
+        ({"train": "train", "val": "./train/"}, "two splits name the same folder"),
+        ({"train": "train", "val": "copy"}, "data.split_folders: train and val are the same folder"),
+    ]:
+        data = {
+            "source": "image_folder",
+            "root": str(tmp_path / "data"),
+            "split_folders": folders,
+            **DATA_KEYS,
+        }
+        path = tmp_path / "sf.yaml"
+        path.write_text(yaml.safe_dump({**TINY, "data": data}), encoding="utf-8")
+        result = invoke(runner, "train", path)
+        assert result.exit_code == 2 and expected in result.output, result.output

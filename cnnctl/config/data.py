@@ -3,6 +3,7 @@ input shape the config alone implies."""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -275,7 +276,7 @@ class DataConfig(Section):
                 raise KeyError_(
                     "split_folders", f"{role}: {name!r} must be a folder name under data.root (no '..')"
                 )
-        if len(set(folders.values())) != len(folders):
+        if len({posixpath.normpath(name.replace("\\", "/")) for name in folders.values()}) != len(folders):
             raise KeyError_("split_folders", f"two splits name the same folder ({folders})")
 
     def _check_manifest(self) -> None:

@@ -136,8 +136,10 @@ def _epoch_order(
     if not shuffle:
         return torch.arange(n)
     generator = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-    if weights is not None:
-        return torch.multinomial(weights.double(), n, replacement=True, generator=generator)
+    if weights is not None:  # inverse-CDF draws: no limit on the number of samples (multinomial has 2^24)
+        cdf = weights.double().cumsum(0)
+        u = torch.rand(n, generator=generator, dtype=torch.float64) * cdf[-1]
+        return torch.searchsorted(cdf, u, right=True).clamp(max=n - 1)
     return torch.randperm(n, generator=generator)
 
 

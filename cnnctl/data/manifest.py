@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,7 @@ class Manifest:
     labels: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)  # empty without data.group_column
     rows: list[int] = field(default_factory=list)
+    identities: list[str] = field(default_factory=list)  # each file's real path (links resolved)
     missing: list[tuple[int, str]] = field(default_factory=list)  # (row, path) of files not found
 
 
@@ -53,20 +55,22 @@ def read_manifest(
     seen: dict[str, int] = {}
     for number, row in _rows(path, wanted):
         file = _cell(row, path_column, number, shown, "path")
-        label = _label(row, label_column, number, shown)
-        group = _cell(row, group_column, number, shown, "group") if group_column else ""
+        label = _label(row, label_column, number, shown).strip()
+        group = _cell(row, group_column, number, shown, "group").strip() if group_column else ""
         resolved = file if os.path.isabs(file) else os.path.join(base, file)
         resolved = os.path.normpath(resolved)
-        if resolved in seen:
+        identity = os.path.realpath(resolved)  # a link or another spelling is still the same image
+        if identity in seen:
             raise DataError(
-                f"{shown}: rows {seen[resolved]} and {number} name the same image "
+                f"{shown}: rows {seen[identity]} and {number} name the same image "
                 f"{printable(resolved)}; keep one row per image"
             )
-        seen[resolved] = number
+        seen[identity] = number
         if not _is_file(resolved):
             out.missing.append((number, resolved))
             continue
         out.files.append(resolved)
+        out.identities.append(identity)
         out.labels.append(label)
         out.rows.append(number)
         if group_column:
@@ -94,7 +98,13 @@ def _csv_rows(path: Path, wanted: list[str]) -> Iterator[tuple[int, dict[str, An
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             _check_columns(reader.fieldnames or [], wanted, shown)
-            yield from enumerate(reader, start=1)
+            for number, row in enumerate(reader, start=1):
+                if None in row:  # more fields than the header: an unquoted comma, most likely
+                    raise DataError(
+                        f"{shown}: row {number} has more fields than the header; quote a value "
+                        'that holds a comma ("a,b.png")'
+                    )
+                yield number, row
     except UnicodeDecodeError as err:
         raise DataError(f"{shown}: not UTF-8 text ({err.reason}); save the manifest as UTF-8") from None
     except csv.Error as err:
@@ -112,7 +122,7 @@ def _jsonl_rows(path: Path, wanted: list[str]) -> Iterator[tuple[int, dict[str, 
                 number += 1
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise DataError(f"{shown}: row {number} is not a JSON object on one line") from None
                 if not isinstance(row, dict):
                     raise DataError(f'{shown}: row {number} is not a JSON object ({{"path": ..., ...}})')
@@ -152,7 +162,8 @@ def _check_columns(names: Sequence[str], wanted: list[str], shown: str, row: int
 
 def _cell(row: dict[str, Any], column: str | None, number: int, shown: str, what: str) -> str:
     value = row.get(column) if column is not None else None
-    if value is None or (isinstance(value, str) and not value.strip()):
+    blank = isinstance(value, float) and not math.isfinite(value)  # pandas writes a missing value as NaN
+    if value is None or blank or (isinstance(value, str) and not value.strip()):
         raise DataError(f"{shown}: row {number} has an empty {what} ({column!r}); fill it in or drop the row")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise DataError(

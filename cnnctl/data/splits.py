@@ -85,7 +85,7 @@ def group_split(
     totals: dict[int, int] = {}
     for label in labels:
         totals[label] = totals.get(label, 0) + 1
-    wanted = [{c: round(n * f) for c, n in totals.items()} for f in fractions]
+    wanted = [{c: max(1, round(n * f)) if f > 0 else 0 for c, n in totals.items()} for f in fractions]
     generator = torch.Generator().manual_seed(seed)
     names = sorted(members)
     shuffled = [names[j] for j in torch.randperm(len(names), generator=generator).tolist()]

@@ -40,7 +40,8 @@ def _counts(cfg: RunConfig) -> dict[str, Any]:
             for name, part in parts.items()
             if part is not None
         }
-        return {"source": cfg.data.source, "splits": counts, "unreadable": []}
+        unusable = _manifest_unusable(cfg) if cfg.data.source == "manifest" else []
+        return {"source": cfg.data.source, "splits": counts, "unreadable": unusable}
     assert cfg.data.root is not None
     root = Path(cfg.data.root)
     dirs = split_dirs(root, cfg.data.split_folders)
@@ -68,6 +69,24 @@ def _class_counts(labels: list[int], classes: list[str]) -> dict[str, int]:
     for label in labels:
         counts[classes[label]] += 1
     return counts
+
+
+def _manifest_unusable(cfg: RunConfig) -> list[dict[str, str]]:
+    """A manifest's rows that cannot be used: files not there, and images that do not decode."""
+    from cnnctl.data.check import check_files
+    from cnnctl.data.sources.manifest import read_tables
+
+    tables = read_tables(cfg.data)
+    out = [
+        {"path": path, "reason": f"no such regular file ({table.source.name} row {row})"}
+        for table in tables.values()
+        for row, path in table.missing
+    ]
+    rows = {
+        f: f"{t.source.name} row {n}" for t in tables.values() for f, n in zip(t.files, t.rows, strict=True)
+    }
+    report = check_files([f for t in tables.values() for f in t.files], workers=decode_workers(cfg.data))
+    return out + [{"path": path, "reason": f"{reason} ({rows[path]})"} for path, reason in report.bad]
 
 
 FEW_IMAGES = 5  # a class with fewer training images than this is warned about

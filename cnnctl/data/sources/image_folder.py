@@ -5,6 +5,7 @@ on demand or once into a cache (`data.cache`), unreadable files dropped first
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,16 @@ def split_dirs(root: Path, named: Mapping[Any, str] | None) -> dict[str, Path]:
         return folder.find_split_dirs(root) or {"train": root}
     folder.class_folders(root)  # root itself must exist: one line if not
     dirs = {role: root / name for role, name in named.items()}
+    seen: dict[str, str] = {}
     for role, path in dirs.items():
         if not path.is_dir():
             raise DataError(f"{printable(str(path))}: no such folder (data.split_folders.{role})")
+        real = os.path.realpath(path)
+        if real in seen:  # two names (a link, another spelling) for one folder: the same images twice
+            raise DataError(
+                f"data.split_folders: {seen[real]} and {role} are the same folder ({printable(str(path))})"
+            )
+        seen[real] = role
     return dirs
 
 

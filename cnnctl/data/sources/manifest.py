@@ -37,11 +37,27 @@ def read_tables(cfg: DataConfig) -> dict[str, Manifest]:
         raise DataError(f"{printable(str(root))}: not a folder (data.root)")
     assert cfg.train is not None and isinstance(cfg.label_column, str)  # guaranteed by DataConfig
     named = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
-    return {
+    tables = {
         split: read_manifest(Path(path), cfg.path_column, cfg.label_column, cfg.group_column, root)
         for split, path in named.items()
         if path is not None
     }
+    _no_image_twice(tables)
+    return tables
+
+
+def _no_image_twice(tables: dict[str, Manifest]) -> None:
+    """An image in two manifests would be trained on and validated (or tested) on: refused."""
+    where: dict[str, tuple[str, int]] = {}
+    for split, table in tables.items():
+        for identity, row in zip(table.identities, table.rows, strict=True):
+            if identity in where:
+                other, other_row = where[identity]
+                raise DataError(
+                    f"{printable(str(table.source))}: row {row} names the image of the {other} "
+                    f"manifest's row {other_row} ({printable(identity)}); an image belongs to one split"
+                )
+            where[identity] = (split, row)
 
 
 def _as_split(table: Manifest) -> FolderSplit:
