@@ -160,3 +160,20 @@ def test_the_stepper_trains_and_evaluates_a_multi_label_task() -> None:
     loss, exact = stepper.train_epoch([(x, y)] * 20, 1, SilentProgress())  # type: ignore[arg-type]
     result = stepper.evaluate([(x, y)], ["a", "b", "c"])  # type: ignore[arg-type]
     assert math.isfinite(loss) and 0 <= exact <= 1 and result.count == 16 and result.map > 0.5
+
+
+def test_the_prediction_file_takes_its_columns_from_the_rows_task(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cnnctl.artifacts.predictions import write_predictions
+    from cnnctl.tasks.multi_label import MultiLabel
+    from cnnctl.workflows.predict import Prediction
+
+    task = MultiLabel(("a", "b"))
+    rows = [Prediction("x.png", "a|b", None, [("a", 0.9), ("b", 0.7)], "", task)]
+    out = tmp_path / "p.csv"
+    records = list(write_predictions(iter(rows), out, topk=1))
+    assert out.read_text().splitlines() == ["path,labels,p_a,p_b,error", "x.png,a|b,0.900000,0.700000,"]
+    assert records == [{"path": "x.png", "labels": "a|b", "p_a": 0.9, "p_b": 0.7, "error": ""}]
+    plain = [Prediction("y.png", "a", 0.8, [("a", 0.8)], "")]  # no task: single_label's columns
+    assert list(write_predictions(iter(plain), None, topk=1))[0] == {
+        "path": "y.png", "label": "a", "probability": 0.8, "error": ""
+    }  # fmt: skip

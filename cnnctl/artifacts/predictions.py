@@ -5,6 +5,7 @@ with --top-k K > 1 top{i}_label / top{i}_probability, then error)."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,9 +25,13 @@ def write_predictions(
     are: the CSV is UTF-8 with a non-UTF-8 name's own bytes put back (surrogateescape), so a
     path read back with `errors="surrogateescape"` is the file's name; a cell is never
     prefixed, even one starting with = + - @ (see docs/reliability.md); JSON escapes such a
-    name as `\\udcXX`, which reads back to the same str. The columns are the task's
-    (single_label when none is given)."""
-    task = task or SingleLabel()
+    name as `\\udcXX`, which reads back to the same str. The columns are `task`'s, else
+    those of the task the first row carries (`Prediction.task`), else single_label's."""
+    rows = iter(rows)
+    head = next(rows, None)
+    task = task or getattr(head, "task", None) or SingleLabel()
+    if head is not None:
+        rows = itertools.chain([head], rows)
     if out is None:
         for pred in rows:
             yield task.prediction_record(pred, topk)

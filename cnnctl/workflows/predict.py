@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class Prediction:
     probability: float | None
     topk: list[tuple[str, float]]
     error: str
+    task: Any = field(default=None, repr=False, compare=False)  # what decided it: the file's columns
 
 
 def collect_images(paths: Sequence[str | Path]) -> list[Path]:
@@ -141,6 +142,6 @@ def _label(
         ):
             path = str(files[index])
             if error:
-                yield Prediction(path, "", None, [], error)
+                yield Prediction(path, "", None, [], error, model.task)
                 continue
-            yield Prediction(path, label, probability, pairs, "")
+            yield Prediction(path, label, probability, pairs, "", model.task)
