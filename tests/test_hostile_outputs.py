@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from cnnctl.core.errors import CnnctlError
 from cnnctl.data.synthetic import write_image_folder
 from tests.conftest import TINY, invoke, merge
 from tests.test_resume import start as start_train
@@ -578,3 +579,25 @@ def test_a_crafted_export_sidecar_is_one_line(
     images = tmp_path / "images"
     write_image_folder(images, 3, 1, 16, 0, 0.05, None)
     one_line_error(invoke(runner, "predict", model, images), 2, "not a usable sidecar", needle)
+
+
+def test_under_torchrun_only_rank_0_probes_the_runs_lock(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every rank prepares the resume; had each probed the run's lock, two probing at the
+    same moment would each see the other and refuse (a flaky DDP resume)."""
+    from cnnctl.artifacts.rundir import lock_run
+    from cnnctl.workflows.resume import prepare_resume
+
+    run = copy_run(trained_run, tmp_path)
+    held = lock_run(run.parent, run.name)  # what the other rank's probe looks like from here
+    try:
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "1")
+        cfg, point = prepare_resume(run, None, ["train.epochs=5"], force=True)
+        assert point.run_dir == run.resolve() and cfg.train.epochs == 5
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(CnnctlError, match="another cnnctl process is writing this run"):
+            prepare_resume(run, None, ["train.epochs=5"], force=True)
+    finally:
+        held.release()

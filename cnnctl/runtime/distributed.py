@@ -71,6 +71,12 @@ class Dist:
         return (self.rank, self.world) if self.enabled else None
 
     @staticmethod
+    def launched_main() -> bool:
+        """Is this process torchrun's rank 0 (or not under torchrun at all)? Readable before the
+        process group exists: for work one rank alone must do before training starts."""
+        return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or os.environ.get("RANK", "0") == "0"
+
+    @staticmethod
     def from_env(device_name: str) -> Dist:
         """Join torchrun's process group when WORLD_SIZE > 1; else the single-process group."""
         world = int(os.environ.get("WORLD_SIZE", "1"))

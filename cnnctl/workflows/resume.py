@@ -10,6 +10,7 @@ from cnnctl.artifacts.resume import ResumePoint
 from cnnctl.artifacts.rundir import lock_run
 from cnnctl.config import RunConfig, load_config, validate
 from cnnctl.core.errors import CheckpointError, ConfigError
+from cnnctl.runtime.distributed import Dist
 from cnnctl.session.resolve import resolve_config
 
 
@@ -35,7 +36,10 @@ def prepare_resume(
             f"if it is a run of a cnnctl from before run markers, create the marker: echo '{{}}' > "
             f"{last.parent / MARKER}"
         )
-    if last.parent.is_dir():  # a run another process is writing: say so before reading its files
+    if last.parent.is_dir() and Dist.launched_main():
+        # A run another process is writing: say so before reading its files. Rank 0 alone
+        # asks (it alone takes the run's lock to train): two ranks probing the one lock at
+        # the same moment would each see the other and refuse.
         lock_run(last.parent.parent, last.parent.name).release()
     if last.name == "best.pt":
         raise ConfigError(f"{last}: resume from last.pt (best.pt holds no optimizer or RNG state)")
