@@ -47,31 +47,17 @@ class TensorBatches:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-self._count() // self.batch_size)
-
-    def _count(self) -> int:
-        n = len(self.labels)
-        if self.shard is None:
-            return n
-        rank, world = self.shard
-        return -(-n // world) if self.shuffle else len(range(rank, n, world))
+        return -(-_shard_count(len(self.labels), self.shuffle, self.shard) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
-        if self.shard is not None or self.weights is not None:  # an order to index: this rank's part
+        if self.shuffle or self.shard is not None:  # an order to index: this rank's part of it
             order = _epoch_order(n, self.shuffle, self.seed, self.epoch, self.weights)
             mine = shard_order(order, self.shard, pad=self.shuffle)
             for start in range(0, len(mine), self.batch_size):
                 index = mine[start : start + self.batch_size]
                 yield self.images[index], self.labels[index]
-            return
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, n, self.batch_size):
-                index = order[start : start + self.batch_size]
-                yield self.images[index], self.labels[index]
-        else:
+        else:  # the stored order: plain slices, no index
             for start in range(0, n, self.batch_size):
                 yield (
                     self.images[start : start + self.batch_size],
@@ -157,10 +143,15 @@ class _EpochSampler(torch.utils.data.Sampler[int]):
         return iter(shard_order(order, self.shard, pad=self.shuffle).tolist())
 
     def __len__(self) -> int:
-        if self.shard is None:
-            return self.n
-        rank, world = self.shard
-        return -(-self.n // world) if self.shuffle else len(range(rank, self.n, world))
+        return _shard_count(self.n, self.shuffle, self.shard)
+
+
+def _shard_count(n: int, shuffle: bool, shard: tuple[int, int] | None) -> int:
+    """How many of an epoch's n samples one rank gets (`shard_order`: padded when shuffled)."""
+    if shard is None:
+        return n
+    rank, world = shard
+    return -(-n // world) if shuffle else len(range(rank, n, world))
 
 
 def make_loader(

@@ -102,7 +102,9 @@ def build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSigna
     spec, task = model_spec(cfg, splits)
     if resume is not None:
         _check_resumed_data(resume, splits, spec)
-    weights = class_weights_for(cfg.train.class_weights, splits.train.targets(), splits.classes)
+    weights = None  # train.class_weights: none needs no pass over the labels
+    if cfg.train.class_weights != "none":
+        weights = class_weights_for(cfg.train.class_weights, splits.train.targets(), splits.classes)
     model, wrapped = _network(cfg, spec, resume, dist, device)
     cfg, feeds = _feeds(cfg, model, wrapped, splits, device, dist)
     loss_fn = train_loss_fn(

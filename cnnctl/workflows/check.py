@@ -74,7 +74,7 @@ def _class_counts(labels: list[int], classes: list[str]) -> dict[str, int]:
 def _manifest_unusable(cfg: RunConfig) -> list[dict[str, str]]:
     """A manifest's rows that cannot be used: files not there, and images that do not decode."""
     from cnnctl.data.check import check_files
-    from cnnctl.data.sources.manifest import read_tables
+    from cnnctl.data.sources.manifest import read_tables, row_names
 
     tables = read_tables(cfg.data)
     out = [
@@ -82,9 +82,7 @@ def _manifest_unusable(cfg: RunConfig) -> list[dict[str, str]]:
         for table in tables.values()
         for row, path in table.missing
     ]
-    rows = {
-        f: f"{t.source.name} row {n}" for t in tables.values() for f, n in zip(t.files, t.rows, strict=True)
-    }
+    rows = row_names(tables)
     report = check_files([f for t in tables.values() for f in t.files], workers=decode_workers(cfg.data))
     return out + [{"path": path, "reason": f"{reason} ({rows[path]})"} for path, reason in report.bad]
 

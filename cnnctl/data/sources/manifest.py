@@ -22,12 +22,23 @@ def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     tables = read_tables(cfg)
     groups = _groups(cfg, tables)
     scanned = {name: _as_split(table) for name, table in tables.items()}
-    rows = {
+    return from_scan(
+        cfg,
+        seed,
+        spec,
+        scanned,
+        lambda checked: _classes(cfg, checked),
+        groups,
+        "label(s)",
+        row_names(tables),
+    )
+
+
+def row_names(tables: dict[str, Manifest]) -> dict[str, str]:
+    """file → "<manifest file name> row <n>", how messages name an image of a manifest."""
+    return {
         f: f"{t.source.name} row {n}" for t in tables.values() for f, n in zip(t.files, t.rows, strict=True)
     }
-    return from_scan(
-        cfg, seed, spec, scanned, lambda checked: _classes(cfg, checked), groups, "label(s)", rows
-    )
 
 
 def read_tables(cfg: DataConfig) -> dict[str, Manifest]:
