@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cnnctl.config import RunConfig, load_config
-from cnnctl.data.synthetic import write_image_folder
+from cnnctl.data.synthetic import write_image_folder, write_multi_label_manifest
 from cnnctl.workflows import train as workflows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,9 @@ def tiny_data(cfg: RunConfig, tmp_path: Path) -> list[str]:
         for n, folder in enumerate(cfg.data.split_folders.values()):
             write_image_folder(tmp_path / "images" / folder, 2, 6, 24, seed=n, noise=0.05)
         return [*common, f"data.root={tmp_path / 'images'}", "data.val_fraction=0.3"]
+    if source == "manifest" and cfg.task == "multi_label":
+        manifest = write_multi_label_manifest(tmp_path / "shapes", 3, 24, 24, seed=0)
+        return [*common, f"data.train={manifest}", "data.val_fraction=0.3", "data.test_fraction=null"]
     if source == "manifest":
         write_image_folder(tmp_path / "images", 3, 6, 24, seed=0, noise=0.05)
         files = sorted((tmp_path / "images").rglob("*.png"))

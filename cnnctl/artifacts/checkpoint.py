@@ -7,6 +7,8 @@ A checkpoint is a plain dict of tensors and plain data, loadable with
     model           the state_dict
     model_spec      {config: resolved model section, num_outputs, input_shape}
     output_kind     logits | log_probs | binary_logit
+    task            single_label (absent in older checkpoints) | multi_label
+    thresholds, label_separator   multi_label: the threshold of each label, and what joins labels
     classes         class names in label order
     input           {channels, size, resize, mean, std}: how images become inputs
     config          the whole resolved run config
@@ -22,17 +24,27 @@ import math
 import pickle
 import platform
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
 import torch
 
-from cnnctl import __version__
+from cnnctl import __version__, tasks
 from cnnctl.core.errors import CheckpointError, OutputError, RunFailed
-from cnnctl.tasks.single_label import OUTPUT_KINDS, SingleLabel
+from cnnctl.tasks.multi_label import OUTPUT_KIND as MULTI_LABEL_KIND
+from cnnctl.tasks.multi_label import SEPARATOR
+from cnnctl.tasks.single_label import OUTPUT_KINDS
 
 FORMAT = "cnnctl-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this cnnctl reads; what a checkpoint is written as: format_version()
+
+
+def format_version(task: str) -> int:
+    """1 for single_label (any cnnctl reads it), 2 for a task an older cnnctl would misread."""
+    return 1 if task == tasks.DEFAULT else 2
+
+
 REQUIRED = ("model", "model_spec", "output_kind", "classes", "input", "config")
 RESUME_KEYS = ("train_state", "optimizer", "schedule", "scaler", "rng", "rng_ranks", "ema")  # last.pt only
 
@@ -122,7 +134,7 @@ def metadata_problem(data: dict[str, Any]) -> str | None:
     Checks what evaluate/predict/export rely on: the class names, the input spec, the output
     kind and count, and that every weight is a finite tensor."""
     spec = data["model_spec"] if isinstance(data["model_spec"], dict) else {}
-    problem = io_problem(data["classes"], data["input"], data["output_kind"], spec.get("num_outputs"))
+    problem = io_problem(data["classes"], data["input"], data, spec.get("num_outputs"))
     if problem:
         return problem
     if not isinstance(data["config"], dict):
@@ -133,21 +145,44 @@ def metadata_problem(data: dict[str, Any]) -> str | None:
     return _weights_problem(data["model"])
 
 
-def io_problem(classes: Any, input_spec: Any, kind: Any, outputs: Any) -> str | None:
-    """What is wrong with a model's classes, input spec, output kind and output count (a
-    checkpoint's or an export sidecar's), or None."""
+def io_problem(classes: Any, input_spec: Any, record: Mapping[str, Any], outputs: Any) -> str | None:
+    """What is wrong with a model's classes, input spec, task record (task, output_kind and
+    the task's own keys) and output count (a checkpoint's or an export sidecar's), or None."""
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         return "'classes' must be a non-empty list of names"
     if len(classes) > MAX_CLASSES or len(set(classes)) != len(classes):
         return "'classes' holds repeated names (or absurdly many)"
-    problem = _input_problem(input_spec)
+    problem = _input_problem(input_spec) or task_problem(record, len(classes))
     if problem:
         return problem
-    if kind not in OUTPUT_KINDS:
-        return f"'output_kind' {kind!r} is not one of {', '.join(OUTPUT_KINDS)}"
-    wanted = SingleLabel(kind).num_outputs(len(classes))
+    wanted = tasks.from_record({**record, "classes": classes}).num_outputs(len(classes))
     if outputs != wanted:
-        return f"the model has {outputs!r} outputs for {len(classes)} classes ({kind})"
+        return f"the model has {outputs!r} outputs for {len(classes)} classes ({record['output_kind']})"
+    return None
+
+
+def task_problem(record: Mapping[str, Any], num_classes: int) -> str | None:
+    """What is wrong with a record's task keys: its name, output kind, and for multi_label one
+    threshold per label in [0, 1] and a separator; None when they can be trusted."""
+    name = record.get("task", tasks.DEFAULT)
+    kind = record.get("output_kind")
+    if name not in tasks.FROM_RECORD:
+        return f"'task' {name!r} is not one of {', '.join(tasks.FROM_RECORD)} (written by a newer cnnctl?)"
+    if name == tasks.DEFAULT:
+        if kind not in OUTPUT_KINDS:
+            return f"'output_kind' {kind!r} is not one of {', '.join(OUTPUT_KINDS)}"
+        return None
+    if kind != MULTI_LABEL_KIND:
+        return f"'output_kind' {kind!r} must be {MULTI_LABEL_KIND} for task {name}"
+    thresholds, separator = record.get("thresholds"), record.get("label_separator", SEPARATOR)
+    if (
+        not isinstance(thresholds, list | tuple)
+        or len(thresholds) != num_classes
+        or not all(isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= 1 for t in thresholds)
+    ):
+        return f"'thresholds' must be {num_classes} numbers from 0 to 1, one per label"
+    if not isinstance(separator, str) or not separator.strip() or len(separator) > 16:
+        return f"'label_separator' {separator!r} must be short visible text"
     return None
 
 

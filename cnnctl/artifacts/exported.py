@@ -3,7 +3,8 @@
 
 Every export writes the model file plus `<file>.json`, a sidecar that tells a consumer how
 to prepare inputs and read outputs: class names, input shape, resize / crop, mean / std,
-what the outputs are (logits, log-probabilities or one binary logit), and how to rebuild
+what the outputs are (logits, log-probabilities or one binary logit; task multi_label: one
+logit per label with the thresholds that decide them), and how to rebuild
 the architecture a state_dict loads into. The exported graph takes float32 NCHW input
 already normalised: `x = (pixels / 255 - mean) / std`, pixels resized as `input.resize` /
 `input.size` say.
@@ -54,22 +55,23 @@ def sidecar_data(
     out: Path,
     fmt: str,
     classes: list[str],
-    output_kind: str,
+    record: dict[str, Any],
     spec: InputSpec,
     dynamic_batch: bool,
     opset: int,
     diff: float | None,
     architecture: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The sidecar of model file `out`, as plain data (the caller adds its extra keys)."""
+    """The sidecar of model file `out`, as plain data (the caller adds its extra keys); `record`
+    is the task's (`Task.record()`: task, output_kind, multi_label's thresholds and separator)."""
     batch: Any = 1 if fmt == "onnx" and not dynamic_batch else "batch"
-    task = from_record({"output_kind": output_kind})
+    task = from_record({**record, "classes": list(classes)})
     return {
         "format": SIDECAR_FORMAT,
         "model_file": out.name,
         "model_format": fmt,
         "classes": list(classes),
-        "output_kind": output_kind,
+        **record,
         "input": {
             **spec.to_plain(),
             "name": INPUT_NAME,
@@ -120,7 +122,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
 
     shape = (meta.get("output") or {}).get("shape") if isinstance(meta.get("output"), dict) else None
     outputs = shape[-1] if isinstance(shape, list) and shape else None
-    problem = io_problem(meta["classes"], meta["input"], meta["output_kind"], outputs)
+    problem = io_problem(meta["classes"], meta["input"], meta, outputs)
     if problem:
         raise CheckpointError(f"{sidecar}: not a usable sidecar: {problem}")
     return meta

@@ -75,7 +75,8 @@ def evaluate(
             else plots or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "plots"
         )
         if folder is not None:
-            claim_plots(folder, [f"eval_{split.value}_confusion.png", f"eval_{split.value}_wrong.png"], force)
+            names = [f"eval_{split.value}_{kind}.png" for kind in ("confusion", "wrong", "pr")]
+            claim_plots(folder, names, force)  # pr: task multi_label draws it instead of the other two
         result, what = evaluate_checkpoint(
             checkpoint, data, split.value, top_k, batch_size, device or "auto", plots_dir=folder
         )

@@ -69,6 +69,7 @@ class DataConfig(Section):
         "label_column": ("csv", "manifest"),
         "path_column": ("manifest",),
         "group_column": ("manifest",),
+        "label_separator": ("manifest",),
         "image_shape": ("csv",),
         "scale": ("csv",),
         "name": ("torchvision",),
@@ -199,6 +200,12 @@ class DataConfig(Section):
         description="manifest: rows sharing a value here (a patient, a camera, a video) never fall "
         "in two splits; splits stay as close to stratified as the groups allow.",
     )
+    label_separator: str = Field(
+        "|",
+        description="manifest, task multi_label: what separates an image's labels in a text label "
+        "('cat|dog'); a JSONL or Parquet label may also be a list (['cat', 'dog']). Also joins the "
+        "predicted labels in a prediction file.",
+    )
     image_shape: list[int] | None = Field(
         None,
         description="csv: [C, H, W] of the pixel columns; null = 1 x N x N from the column count.",
@@ -216,6 +223,13 @@ class DataConfig(Section):
     @classmethod
     def _augment_none(cls, value: Any) -> Any:
         return {} if value in (None, "none") else value
+
+    @field_validator("label_separator")
+    @classmethod
+    def _separator(cls, value: str) -> str:
+        if not value or not value.strip() or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"got {short_repr(value)}; a separator is visible text on one line, e.g. '|'")
+        return value
 
     @field_validator("image_size")
     @classmethod

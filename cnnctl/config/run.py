@@ -5,6 +5,7 @@ augmentation and the synthetic data's memory)."""
 from __future__ import annotations
 
 import re
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -17,6 +18,7 @@ from cnnctl.config.output import LoggingConfig, OutputConfig
 from cnnctl.config.small_models import check_small_model
 from cnnctl.config.train import TrainConfig
 
+MULTI_LABEL = "multi_label"
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -74,6 +76,31 @@ class RunConfig(Section):
         json_schema_extra=allowed_range("0 ≤ x ≤ 2^63 − 1"),
     )
     device: str = Field("auto", description="auto (cuda → mps → cpu), cpu, cuda, cuda:N or mps.")
+    task: Literal["single_label", "multi_label"] = Field(
+        "single_label",
+        description="single_label: each image is one of the classes (softmax); multi_label: each "
+        "image has any number of the labels (one sigmoid per label, train.loss bce_with_logits by "
+        "default, thresholds by train.threshold); multi_label needs data.source: manifest.",
+    )
+
+    def label_separator(self) -> str | None:
+        """data.label_separator for task multi_label (how the data layer reads label sets), else None."""
+        return self.data.label_separator if self.task == MULTI_LABEL else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _multi_label_loss(cls, data: Any) -> Any:
+        """task multi_label trains with bce_with_logits unless train.loss says otherwise."""
+        if not isinstance(data, dict) or data.get("task") != MULTI_LABEL:
+            return data
+        train = data.get("train")
+        if train is None:
+            return {**data, "train": {"loss": "bce_with_logits"}}
+        if isinstance(train, dict) and "loss" not in train:
+            return {**data, "train": {**train, "loss": "bce_with_logits"}}
+        if isinstance(train, TrainConfig) and "loss" not in train.model_fields_set:
+            return {**data, "train": train.model_copy(update={"loss": "bce_with_logits"})}
+        return data
 
     @field_validator("device")
     @classmethod
@@ -84,6 +111,7 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
+        _check_task(self)
         loss = self.train.loss
         if loss == "nll" and not self.model.log_softmax:
             raise KeyError_("train.loss", "nll needs model.log_softmax: true")
@@ -100,3 +128,26 @@ class RunConfig(Section):
             )
         _check_input_fits(self)
         return self
+
+
+def _check_task(cfg: RunConfig) -> None:
+    """What task multi_label needs (a manifest, a per-label loss) and the keys it has no meaning for."""
+    train = cfg.train
+    if cfg.task != MULTI_LABEL:
+        if not isinstance(train.threshold, str):  # auto is the default every stored config holds
+            raise KeyError_("train.threshold", "applies to task: multi_label only; remove it")
+        return
+    if cfg.data.source != "manifest":
+        raise KeyError_(
+            "task",
+            f"multi_label needs data.source: manifest (a table of paths whose label lists each "
+            f"image's labels); data.source {cfg.data.source} gives one label per image",
+        )
+    if train.loss not in ("bce_with_logits", "focal"):
+        raise KeyError_("train.loss", f"{train.loss} is single-label; task multi_label trains with "
+                        "bce_with_logits (the default) or focal")  # fmt: skip
+    for key, value in (("label_smoothing", train.label_smoothing), ("mixup_alpha", train.mixup_alpha),
+                       ("cutmix_alpha", train.cutmix_alpha)):  # fmt: skip
+        if value:
+            raise KeyError_(f"train.{key}", "is single-label (it mixes one class per image); "
+                            "task multi_label: remove it")  # fmt: skip

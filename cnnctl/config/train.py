@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from cnnctl.config.base import KeyError_, Section, allowed_range, short_repr
 from cnnctl.config.limits import MAX_EPOCHS
 
+THRESHOLD_AUTO: Literal["auto"] = "auto"
 Loss = Literal["cross_entropy", "nll", "bce_with_logits", "focal"]
 MAX_CLASS_WEIGHTS = 100_000  # entries of an explicit train.class_weights
 
@@ -29,8 +30,9 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="Number of epochs.")
     loss: Loss = Field(
         "cross_entropy",
-        description="cross_entropy; nll (model.log_softmax: true); bce_with_logits (2 classes); "
-        "focal (softmax focal loss, Lin et al. 2017: cross entropy scaled by (1 - p_true)^focal_gamma).",
+        description="cross_entropy; nll (model.log_softmax: true); bce_with_logits (2 classes; the "
+        "default of task multi_label: one sigmoid per label); focal (Lin et al. 2017: cross entropy "
+        "scaled by (1 - p_true)^focal_gamma; sigmoid focal per label with task multi_label).",
     )
     focal_gamma: float = Field(
         2.0, ge=0, le=10, description="focal: the focusing exponent (0 = cross entropy; 2 in the paper)."
@@ -39,8 +41,17 @@ class TrainConfig(Section):
         "none",
         description="Per-class weights of the training loss: none; auto = inverse class frequency on "
         "the train split, normalised to a mean weight of 1 per image; [w, ...] in class order; or "
-        "{class: w} (unlisted classes 1). The val/test loss stays unweighted.",
+        "{class: w} (unlisted classes 1). task multi_label: each label's weight scales its positive "
+        "term (torch's pos_weight) and auto = negatives / positives per label on the train split. "
+        "The val/test loss stays unweighted.",
         json_schema_extra=allowed_range("each weight 0 < w ≤ 1e6"),
+    )
+    threshold: Literal["auto"] | float = Field(
+        THRESHOLD_AUTO,
+        description="task multi_label: the probability at which a label is predicted; auto = per "
+        "label, the threshold with the best F1 on the val split (chosen with best.pt, stored in it "
+        "and used by evaluate, predict and export); a number = that threshold for every label.",
+        json_schema_extra=allowed_range("auto, or 0 < x < 1"),
     )
     label_smoothing: float = Field(
         0.0, ge=0, lt=1, description="cross_entropy: label smoothing (train loss only)."
@@ -121,6 +132,13 @@ class TrainConfig(Section):
             for v in values
         ):
             raise ValueError(f"every weight must be a number 0 < w <= 1e6 (got {short_repr(values)})")
+        return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, value: str | float) -> str | float:
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError(f"got {value!r}; a threshold is a probability 0 < x < 1 (or auto)")
         return value
 
     @model_validator(mode="after")

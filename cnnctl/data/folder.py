@@ -29,8 +29,23 @@ class FolderSplit:
 
     root: Path
     files: list[str]
-    class_of_file: list[str]
+    class_of_file: list[str]  # multi-label (`separator` set): each file's labels joined by it
     classes_present: list[str]
+    separator: str | None = None  # task multi_label: what joins the labels of `class_of_file`
+
+
+def names_in(label: str, separator: str | None) -> list[str]:
+    """The class names one `class_of_file` entry holds: itself, or (multi-label) its labels."""
+    if separator is None:
+        return [label]
+    return label.split(separator) if label else []
+
+
+def present_names(labels: Sequence[str], separator: str | None) -> set[str]:
+    """Every class name `labels` (`class_of_file` entries) hold."""
+    if separator is None:
+        return set(labels)
+    return {name for label in labels for name in names_in(label, separator)}
 
 
 def normalise_extensions(extensions: Sequence[str] | None) -> tuple[str, ...]:
@@ -185,7 +200,8 @@ def resolve_classes(train_classes: list[str], fixed: list[str] | None, where: Pa
 
 
 def labels_for(split: FolderSplit, classes: list[str]) -> list[int]:
-    """Map each file's class name to its index in `classes`; unknown classes are an error."""
+    """Map each file's class name to its index in `classes`; unknown classes are an error
+    (single-label; a multi-label split's targets are `image_folder.targets_for`'s)."""
     unknown = sorted(set(split.classes_present) - set(classes))
     if unknown:
         raise DataError(

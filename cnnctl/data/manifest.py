@@ -43,9 +43,16 @@ class Manifest:
 
 
 def read_manifest(
-    path: Path, path_column: str, label_column: str, group_column: str | None, root: Path | None
+    path: Path,
+    path_column: str,
+    label_column: str,
+    group_column: str | None,
+    root: Path | None,
+    separator: str | None = None,
 ) -> Manifest:
-    """The rows of the manifest at `path` (see the module doc for the rules)."""
+    """The rows of the manifest at `path` (see the module doc for the rules). With `separator`
+    (task multi_label) a label is a set of labels: text split on it, or a JSON list; each row's
+    label is then stored as its labels joined by `separator` ('' for none)."""
     shown = printable(str(path))
     if not path.is_file():
         raise DataError(f"{shown}: manifest not found (data.train / data.val / data.test)")
@@ -55,7 +62,11 @@ def read_manifest(
     seen: dict[str, int] = {}
     for number, row in _rows(path, wanted):
         file = _cell(row, path_column, number, shown, "path")
-        label = _label(row, label_column, number, shown).strip()
+        label = (
+            _label(row, label_column, number, shown).strip()
+            if separator is None
+            else _label_set(row, label_column, number, shown, separator)
+        )
         group = _cell(row, group_column, number, shown, "group").strip() if group_column else ""
         resolved = file if os.path.isabs(file) else os.path.join(base, file)
         resolved = os.path.normpath(resolved)
@@ -178,10 +189,34 @@ def _cell(row: dict[str, Any], column: str | None, number: int, shown: str, what
 def _label(row: dict[str, Any], column: str, number: int, shown: str) -> str:
     if isinstance(row.get(column), list):
         raise DataError(
-            f"{shown}: row {number}: the label is a list (several labels per image); this version of "
-            "cnnctl trains single-label classifiers only: give one label per row"
+            f"{shown}: row {number}: the label is a list (several labels per image); give one label "
+            "per row, or set task: multi_label"
         )
     return _cell(row, column, number, shown, "label")
+
+
+def _label_set(row: dict[str, Any], column: str, number: int, shown: str, separator: str) -> str:
+    """A multi-label row's labels, in their order, each once, joined by `separator`: a JSON
+    list (an empty one: no label), or text split on `separator` (empty pieces dropped)."""
+    value = row.get(column)
+    if isinstance(value, list):
+        names = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, str | int) or not str(item).strip():
+                raise DataError(
+                    f"{shown}: row {number}: each label of a list must be non-empty text, got {item!r}"
+                )
+            if separator in str(item):
+                raise DataError(
+                    f"{shown}: row {number}: the label {printable(str(item))!r} holds data.label_separator "
+                    f"{separator!r}; rename it or set another data.label_separator"
+                )
+            names.append(str(item).strip())
+    else:
+        names = [part.strip() for part in _cell(row, column, number, shown, "label").split(separator)]
+    if any("\0" in name for name in names):
+        raise DataError(f"{shown}: row {number}: the label holds a NUL character")
+    return separator.join(dict.fromkeys(name for name in names if name))
 
 
 def _is_file(path: str) -> bool:

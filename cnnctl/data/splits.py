@@ -45,6 +45,20 @@ def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: in
     return [sorted(p) for p in parts]
 
 
+def strata(targets: torch.Tensor) -> list[int]:
+    """What a split is stratified by, one int per sample: the class (single-label targets), or
+    for multi-hot (N, labels) targets the sample's rarest label (by its count in `targets`;
+    the number of labels for a sample with none), so a rare label reaches every split."""
+    if targets.dim() == 1:
+        return [int(v) for v in targets.tolist()]
+    positive = targets > 0.5
+    counts = positive.sum(dim=0).double()
+    masked = torch.where(positive, counts, torch.full_like(counts, float("inf")).expand_as(positive))
+    rarest = masked.argmin(dim=1)
+    rarest[~positive.any(dim=1)] = targets.shape[1]
+    return [int(v) for v in rarest.tolist()]
+
+
 def carve(
     cfg: DataConfig,
     labels: Sequence[int],

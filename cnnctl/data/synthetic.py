@@ -47,7 +47,20 @@ def draw_shape(shape: str, size: int, rng: np.random.Generator, noise: float) ->
     fill = tuple(int(v) for v in _colour(rng, avoid=background))
     radius = rng.uniform(0.22, 0.42) * big
     cx, cy = (rng.uniform(radius + 1, big - radius - 1) for _ in range(2))
-    angle = rng.uniform(0, 2 * math.pi)
+    _draw(draw, shape, cx, cy, radius, rng.uniform(0, 2 * math.pi), fill)
+    return img.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def _draw(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    cx: float,
+    cy: float,
+    radius: float,
+    angle: float,
+    fill: tuple[int, ...],
+) -> None:
+    """`shape` of `radius` centred at (cx, cy), turned by `angle` where a turn shows."""
     if shape == "circle":
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill)
     elif shape == "ring":
@@ -69,7 +82,50 @@ def draw_shape(shape: str, size: int, rng: np.random.Generator, noise: float) ->
             for k in range(sides)
         ]
         draw.polygon(points, fill=fill)
+
+
+def draw_shapes(shapes: list[str], size: int, rng: np.random.Generator, noise: float) -> Image.Image:
+    """One RGB image holding each of `shapes` (at most 2: one in each half, left and right) on
+    a noisy background: a multi-label image whose labels are `shapes` (none: background only)."""
+    big = size * 2
+    background = _colour(rng)
+    canvas = np.empty((big, big, 3), dtype=np.float64)
+    canvas[:] = background
+    canvas += rng.normal(0.0, 255.0 * noise, size=canvas.shape)
+    img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    halves = rng.permutation(2)[: len(shapes)]
+    for shape, half in zip(shapes, halves, strict=True):
+        radius = rng.uniform(0.34, 0.44) * size
+        margin = min(radius + 1, size / 2)  # inside its half, however small the image
+        cx = half * size + rng.uniform(margin, size - margin)
+        cy = rng.uniform(margin, big - margin)
+        fill = tuple(int(v) for v in _colour(rng, avoid=background))
+        _draw(draw, shape, cx, cy, radius, rng.uniform(0, 2 * math.pi), fill)
     return img.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def write_multi_label_manifest(
+    out_dir: Path, labels: int, images: int, size: int, seed: int, noise: float = 0.04
+) -> Path:
+    """PNGs under `out/images/` and `out/manifest.csv` (path,label: the shapes in each image
+    joined by '|'): each image holds two different shapes of the first `labels` shapes, one
+    in each half (a tenth of them only one)."""
+    names = class_names(labels)
+    rng = np.random.default_rng(seed)
+    folder = out_dir / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["path,label"]
+    for i in range(images):
+        picked = rng.permutation(len(names))[: 1 if rng.random() < 0.1 else 2]
+        chosen = [names[j] for j in sorted(picked)]
+        img = draw_shapes(chosen, size, rng, noise)
+        write_with(folder / f"{i:05d}.png", functools.partial(_save_png, img), "image")
+        rows.append(f"images/{i:05d}.png,{'|'.join(chosen)}")
+    manifest = out_dir / "manifest.csv"
+    text = ("\n".join(rows) + "\n").encode()
+    write_with(manifest, lambda handle: _write_bytes(handle, text), "manifest")
+    return manifest
 
 
 def _rotated(cx: float, cy: float, dx: float, dy: float, angle: float) -> list[tuple[float, float]]:
@@ -122,6 +178,10 @@ def write_image_folder(
         write_with(folder / f"{i:05d}.png", functools.partial(_save_png, img), "image")
         counts[split] += 1
     return counts
+
+
+def _write_bytes(handle: IO[bytes], data: bytes) -> None:
+    handle.write(data)
 
 
 def _save_png(img: Image.Image, handle: IO[bytes]) -> None:

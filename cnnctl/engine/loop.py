@@ -126,14 +126,15 @@ def fit(
     settings: FitSettings,
     state: FitState,
     progress: Progress,
-    on_epoch_end: Callable[[EpochRow, FitState, bool], None],
+    on_epoch_end: Callable[[EpochRow, FitState, bool, Any], None],
     on_epoch_start: Callable[[int], None] | None = None,
 ) -> FitState:
     """Train → validate each epoch from `state.epoch + 1`; `on_epoch_end` saves checkpoints.
 
     `on_epoch_start(epoch)` runs before an epoch's first batch (e.g. to unfreeze layers).
-    `on_epoch_end(row, state, is_best)` is called after the state is updated, so a
-    checkpoint written there holds everything a resume needs. An epoch that `divergence`
+    `on_epoch_end(row, state, is_best, result)` is called after the state is updated, so a
+    checkpoint written there holds everything a resume needs; `result` is the epoch's val
+    metrics (the task's result object, of the weights the row is of). An epoch that `divergence`
     flags carries the reason in `row.diverging`; if any epoch of the run (resumed ones
     included) was flagged, the run ends with one warning on the `cnnctl` logger naming
     optimizer.lr, its value and `cnnctl lr-find`.
@@ -154,7 +155,7 @@ def fit(
         if settings.patience is not None and state.bad_epochs >= settings.patience:
             state.stopped_early = epoch < settings.epochs
         progress.end_epoch(row)
-        on_epoch_end(row, state, is_best)
+        on_epoch_end(row, state, is_best, result)
         if state.stopped_early:
             break
     advice = divergence_advice(state.history, stepper.optimizer)

@@ -162,7 +162,11 @@ def train_table(summary: dict[str, Any]) -> Table:
     table.add_row("best val loss", _num(summary["best_val_loss"]))
     table.add_row("best val acc", _num(summary["best_val_acc"]))
     test = summary.get("test")
-    if test:
+    if test and "map" in test:  # task multi_label
+        table.add_row("test loss", _num(test["loss"]))
+        for key, name in MULTI_LABEL_ROWS:
+            table.add_row(f"test {name}", _num(test[key]))
+    elif test:
         table.add_row("test loss", _num(test["loss"]))
         table.add_row("test acc", _num(test["accuracy"]))
         for k, v in test["topk"].items():
@@ -177,7 +181,39 @@ def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+MULTI_LABEL_ROWS = (
+    ("map", "mAP"),
+    ("micro_f1", "micro F1"),
+    ("macro_f1", "macro F1"),
+    ("exact_match", "exact match"),
+    ("hamming_loss", "hamming loss"),
+)
+
+
+def multi_label_tables(result: dict[str, Any], what: str) -> list[Table]:
+    """evaluate's tables for task multi_label: the overall figures, then one row per label."""
+    overall = Table(title=shown(f"evaluation on {what}"), show_header=False, title_justify="left")
+    overall.add_column("metric", style="bold")
+    overall.add_column("value")
+    overall.add_row("images", str(result["count"]))
+    overall.add_row("loss", _num(result["loss"]))
+    for key, name in MULTI_LABEL_ROWS:
+        overall.add_row(name, _num(result[key]))
+    per_label = Table(title="per label", title_justify="left")
+    for col in ("label", "support", "precision", "recall", "f1", "ap", "threshold"):
+        per_label.add_column(col, justify="left" if col == "label" else "right")
+    for row in result["per_label"]:
+        per_label.add_row(
+            shown(row["label"]),
+            str(row["support"]),
+            *(_num(row[c]) for c in ("precision", "recall", "f1", "ap", "threshold")),
+        )
+    return [overall, per_label]
+
+
 def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
+    if "map" in result:
+        return multi_label_tables(result, what)
     overall = Table(title=shown(f"evaluation on {what}"), show_header=False, title_justify="left")
     overall.add_column("metric", style="bold")
     overall.add_column("value")
@@ -213,6 +249,12 @@ def predictions_table(records: list[dict[str, Any]], total: int, failed: int) ->
     title = f"predictions (first {len(records)} of {total}" + (f", {failed} unreadable)" if failed else ")")
     table = Table(title=title, title_justify="left")
     table.add_column("path", overflow="fold")
+    if records and "labels" in records[0]:  # task multi_label: the labels at their thresholds
+        table.add_column("labels")
+        table.add_column("error", overflow="fold")
+        for r in records:
+            table.add_row(shown(r["path"]), shown(r["labels"]), shown(r["error"]))
+        return table
     table.add_column("label")
     table.add_column("probability", justify="right")
     table.add_column("error", overflow="fold")

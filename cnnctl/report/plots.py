@@ -147,3 +147,33 @@ def lr_range(
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return save(fig, out)
+
+
+def pr_curves(
+    curves: Sequence[tuple[Sequence[float], Sequence[float]]],
+    labels: Sequence[str],
+    aps: Sequence[float | None],
+    out: Path,
+    title: str = "",
+    shown: int = 20,
+) -> Path:
+    """Precision against recall, one curve per label (task multi_label), AP in the legend; a
+    label without positive images has no curve. At most `shown` labels: the most frequent
+    first is the caller's order."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=100)
+    drawn = 0
+    for (recall, precision), label, ap in zip(curves, labels, aps, strict=True):
+        if not recall or drawn >= shown:
+            continue
+        ax.step(recall, precision, where="post", linewidth=1.5, label=f"{printable(label)} (AP {ap:.3f})")
+        drawn += 1
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(printable(title or "precision-recall per label"), parse_math=False)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize="small", loc="lower left")
+    return save(fig, out)

@@ -23,6 +23,7 @@ from cnnctl.artifacts.resume import ResumePoint, check_same_data, data_fingerpri
 from cnnctl.config import TORCHVISION, RunConfig
 from cnnctl.core.errors import ConfigError
 from cnnctl.data import ArrayDataset, LabelledDataset, Splits, build_splits, make_loader, resolve_workers
+from cnnctl.data.splits import strata
 from cnnctl.data.transforms import Normalizer
 from cnnctl.engine import features
 from cnnctl.engine.features import HeadOnly
@@ -63,11 +64,11 @@ class Session:
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
             "format": ckpt.FORMAT,
-            "format_version": ckpt.FORMAT_VERSION,
+            "format_version": ckpt.format_version(self.task.name),
             "run_id": self.run_id,
             "data": data_fingerprint(self.splits),
             "model_spec": self.spec.to_plain(),
-            "output_kind": self.task.output_kind,
+            **self.task.record(),  # task, output_kind (and multi_label's thresholds, separator)
             "classes": list(self.splits.classes),
             "input": self.splits.input.to_plain(),
             "config": self.cfg.to_plain(),
@@ -98,7 +99,7 @@ def build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSigna
     precision = resolve_precision(cfg.train.amp, device)
     if resume is None:
         cfg = resolve_config(cfg)  # a resumed run's config is resolved already
-    splits = build_splits(cfg.data, cfg.seed)
+    splits = build_splits(cfg.data, cfg.seed, separator=cfg.label_separator())
     spec, task = model_spec(cfg, splits)
     if resume is not None:
         _check_resumed_data(resume, splits, spec)
@@ -112,6 +113,7 @@ def build_session(cfg: RunConfig, resume: ResumePoint | None, signals: StopSigna
         cfg.train.label_smoothing,
         None if weights is None else weights.to(device),
         cfg.train.focal_gamma,
+        multi_label=splits.multi_label,
     )
     stepper = _stepper(cfg, model, feeds, device, precision, task, loss_fn, signals, dist)
     return Session(
@@ -366,9 +368,10 @@ def _optimizer_params(model: torch.nn.Module, cfg: RunConfig) -> list[Any]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def balanced_weights(labels: list[int]) -> torch.Tensor:
+def balanced_weights(targets: torch.Tensor) -> torch.Tensor:
     """data.sampler: balanced: one weight per sample, 1 / (its class's count), so every class is
-    drawn equally often."""
-    targets = torch.as_tensor(labels, dtype=torch.long)
-    counts = torch.bincount(targets).double()
-    return 1.0 / counts[targets]
+    drawn equally often; multi-hot targets are grouped by each image's rarest label (images
+    with no label are one more group), so every label's rarest-label group is drawn equally."""
+    groups = torch.as_tensor(strata(targets), dtype=torch.long)
+    counts = torch.bincount(groups).double()
+    return 1.0 / counts[groups]

@@ -18,11 +18,14 @@ from cnnctl.engine.state import EpochRow, FitState
 from cnnctl.session.build import Session
 
 
-def checkpointer(run: Session, run_dir: Path, sinks: list[Any]) -> Callable[[EpochRow, FitState, bool], None]:
-    """The on_epoch_end hook: metrics.csv row (and TensorBoard), last.pt, and best.pt when best."""
+def checkpointer(
+    run: Session, run_dir: Path, sinks: list[Any]
+) -> Callable[[EpochRow, FitState, bool, Any], None]:
+    """The on_epoch_end hook: metrics.csv row (and TensorBoard), last.pt, and best.pt when best
+    (with what the task chose on that val pass: multi_label's thresholds)."""
     meta = run.checkpoint_meta()
 
-    def on_epoch_end(row: EpochRow, state: FitState, is_best: bool) -> None:
+    def on_epoch_end(row: EpochRow, state: FitState, is_best: bool, result: Any = None) -> None:
         if run.stepper.skipped:
             logging.getLogger("cnnctl").warning(
                 f"epoch {row.epoch}: skipped {run.stepper.skipped} batch(es) with a non-finite loss "
@@ -48,7 +51,8 @@ def checkpointer(run: Session, run_dir: Path, sinks: list[Any]) -> Callable[[Epo
             return
         for sink in sinks:
             sink.append(row.to_plain())
-        taken = {**meta, "model": weights, "epoch": row.epoch, "metrics": row.to_plain()}
+        tuned = run.task.tuned(result).record() if result is not None else {}  # this val pass's thresholds
+        taken = {**meta, **tuned, "model": weights, "epoch": row.epoch, "metrics": row.to_plain()}
         if ema is not None:
             resume_state["ema"] = {k: v.detach().cpu() for k, v in ema.state_dict().items()}
         # last.pt first: if the process dies between the two writes, last.pt (whose weights

@@ -39,11 +39,20 @@ def build_optimizer(
 
 
 def train_loss_fn(
-    loss: str, label_smoothing: float, weights: torch.Tensor | None = None, focal_gamma: float = 2.0
+    loss: str,
+    label_smoothing: float,
+    weights: torch.Tensor | None = None,
+    focal_gamma: float = 2.0,
+    multi_label: bool = False,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training criterion: a mean over the batch, weighted per class by `weights` (a
     weighted mean, as torch's CrossEntropyLoss(weight=...) takes it). Targets are class
-    indices, or soft (N, classes) targets from MixUp / CutMix."""
+    indices, or soft (N, classes) targets from MixUp / CutMix. With `multi_label`, targets are
+    multi-hot (N, labels) and `weights` scale each label's positive term (`multi_label_loss`)."""
+    if multi_label:
+        return functools.partial(
+            multi_label_loss, gamma=focal_gamma if loss == "focal" else 0.0, pos_weight=weights
+        )
     if loss == "cross_entropy":
         return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
     if loss == "nll":
@@ -90,17 +99,37 @@ def focal_loss(
     return per.sum() / share.sum().clamp(min=torch.finfo(logp.dtype).tiny)
 
 
+def multi_label_loss(
+    outputs: torch.Tensor, targets: torch.Tensor, gamma: float = 0.0, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Binary cross entropy of every label decision, averaged over labels and images; each
+    label's positive term scaled by `pos_weight` (as BCEWithLogitsLoss takes it). With
+    `gamma` > 0, sigmoid focal loss: each term scaled by (1 - p_t)^gamma, p_t the probability
+    given to the right decision (Lin et al. 2017, without the alpha; weights do that here)."""
+    logits, truth = outputs.float(), targets.float()
+    per = F.binary_cross_entropy_with_logits(logits, truth, reduction="none", pos_weight=pos_weight)
+    if gamma:
+        p = logits.sigmoid()
+        p_t = p * truth + (1 - p) * (1 - truth)
+        per = per * (1 - p_t).clamp(min=0).pow(gamma)
+    return per.mean()
+
+
 def class_weights_for(
-    spec: str | list[float] | dict[str, float], labels: Sequence[int], classes: list[str]
+    spec: str | list[float] | dict[str, float], labels: Sequence[int] | torch.Tensor, classes: list[str]
 ) -> torch.Tensor | None:
     """train.class_weights as a (classes,) tensor, or None for none: `auto` is N / (K x n_c) on
-    the train labels (mean weight 1 per image); a list is in class order; a mapping names
-    classes (the others weigh 1)."""
+    the train labels (mean weight 1 per image), and for multi-hot (N, labels) targets each
+    label's negatives / positives (torch's pos_weight); a list is in class order; a mapping
+    names classes (the others weigh 1)."""
     k = len(classes)
     if spec == "none":
         return None
+    if spec == "auto" and isinstance(labels, torch.Tensor) and labels.dim() == 2:  # multi-hot
+        positives = (labels > 0.5).sum(dim=0).double()
+        return ((len(labels) - positives) / positives.clamp(min=1)).clamp(min=1e-3).float()
     if spec == "auto":
-        counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.long), minlength=k).double()
+        counts = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=k).double()
         return (len(labels) / (k * counts.clamp(min=1))).float()
     if isinstance(spec, list):
         if len(spec) != k:

@@ -19,6 +19,7 @@ from cnnctl.data import Splits
 from cnnctl.models import ModelSpec
 from cnnctl.models.weights import Preprocessing, WeightsChoice, preprocessing, resolve_weights
 from cnnctl.tasks import Task
+from cnnctl.tasks.multi_label import MultiLabel
 
 log = logging.getLogger("cnnctl")
 
@@ -92,7 +93,11 @@ def _plain(value: Any) -> Any:
 
 def model_spec(cfg: RunConfig, splits: Splits) -> tuple[ModelSpec, Task]:
     """The spec of the network `cfg` trains on `splits`, and the task that reads its outputs."""
-    task = tasks.for_training(cfg.train.loss, cfg.model.log_softmax)
+    task = tasks.for_training(cfg.train.loss, cfg.model.log_softmax, cfg.task, splits.classes)
+    if isinstance(task, MultiLabel):  # train.threshold: a number for every label, or tuned on val
+        fixed = cfg.train.threshold
+        thresholds = None if isinstance(fixed, str) else (fixed,) * len(splits.classes)
+        task = MultiLabel(task.classes, thresholds, cfg.data.label_separator, tune=isinstance(fixed, str))
     problem = task.problem(cfg.train.loss, len(splits.classes))
     if problem:
         raise ConfigError(problem)

@@ -34,6 +34,13 @@ class Task(Protocol):
     def output_kind(self) -> str:
         """What a checkpoint and an export sidecar store as `output_kind`."""
 
+    def tuned(self, result: Any) -> Task:
+        """The task as best.pt records it after a val pass that gave `result` (multi_label with
+        train.threshold: auto: that pass's best-F1 thresholds; otherwise itself)."""
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint and an export sidecar store: task, output_kind and the task's own keys."""
+
     def num_outputs(self, num_classes: int) -> int: ...
     def problem(self, loss: str, num_classes: int) -> str | None: ...
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor: ...

@@ -31,6 +31,7 @@ class MultiLabel:
     classes: tuple[str, ...]
     thresholds: tuple[float, ...] | None = None  # None: DEFAULT_THRESHOLD for every label
     separator: str = SEPARATOR  # joins the predicted labels in a prediction file's `labels`
+    tune: bool = False  # train.threshold: auto: `tuned` takes each val pass's best-F1 thresholds
     name: str = NAME
     output_kind: str = OUTPUT_KIND
 
@@ -39,7 +40,24 @@ class MultiLabel:
             raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.classes)} labels")
 
     def with_thresholds(self, thresholds: Sequence[float]) -> MultiLabel:
-        return MultiLabel(self.classes, tuple(float(t) for t in thresholds), self.separator)
+        return MultiLabel(
+            self.classes, tuple(round(float(t), 6) for t in thresholds), self.separator, self.tune
+        )
+
+    def tuned(self, result: Any) -> MultiLabel:
+        """The task best.pt records after a val pass with `result` (a MultiLabelResult): its
+        best-F1 thresholds with train.threshold: auto, else the thresholds as they are."""
+        return self.with_thresholds(result.best_thresholds) if self.tune else self
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint and an export sidecar store of the task (`from_record` reads it)."""
+        thresholds = list(self.thresholds or (DEFAULT_THRESHOLD,) * len(self.classes))
+        return {
+            "task": self.name,
+            "output_kind": self.output_kind,
+            "thresholds": thresholds,
+            "label_separator": self.separator,
+        }
 
     def cutoffs(self, device: torch.device | None = None) -> torch.Tensor:
         values = self.thresholds or (DEFAULT_THRESHOLD,) * len(self.classes)

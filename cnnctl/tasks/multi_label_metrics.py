@@ -35,6 +35,8 @@ class MultiLabelResult:
     per_label: list[dict[str, Any]]
     classes: list[str]
     count: int
+    best_thresholds: list[float]  # per label, the threshold with the best F1 on this split
+    curves: list[tuple[list[float], list[float]]]  # per label: (recall, precision) points, for plots
 
     @property
     def accuracy(self) -> float:
@@ -111,7 +113,7 @@ class MultiLabelAccumulator:
             ap = average_precision(self.hist[1, i], self.hist[0, i])
             precision, recall, f1 = _prf(float(tp[i]), float(fp[i]), float(fn[i]))
             support = int(self.hist[1, i].sum())
-            threshold = float(self.thresholds[i])
+            threshold = round(float(self.thresholds[i]), 6)  # as given, not float32's neighbour
             if ap is not None:
                 aps.append(ap)
             rows.append(
@@ -130,6 +132,8 @@ class MultiLabelAccumulator:
             per_label=rows,
             classes=list(self.classes),
             count=self.count,
+            best_thresholds=self.best_thresholds(),
+            curves=[pr_curve(self.hist[1, i], self.hist[0, i]) for i in range(k)],
         )
 
 
@@ -145,6 +149,20 @@ def average_precision(positives: torch.Tensor, negatives: torch.Tensor) -> float
     precision = tp[step] / (tp[step] + fp[step])
     recall_gain = positives.flip(0)[step] / total
     return float((precision * recall_gain).sum())
+
+
+def pr_curve(positives: torch.Tensor, negatives: torch.Tensor) -> tuple[list[float], list[float]]:
+    """(recall, precision) at each bin edge that changes the decisions, highest threshold first
+    (empty without positives)."""
+    total = float(positives.sum())
+    if total == 0:
+        return [], []
+    tp = positives.flip(0).cumsum(0)
+    fp = negatives.flip(0).cumsum(0)
+    step = (positives.flip(0) + negatives.flip(0)) > 0
+    recall = (tp[step] / total).tolist()
+    precision = (tp[step] / (tp[step] + fp[step]).clamp(min=1)).tolist()
+    return recall, precision
 
 
 def _best_threshold(positives: torch.Tensor, negatives: torch.Tensor) -> float:

@@ -43,6 +43,14 @@ class SingleLabel:
         if self.output_kind not in OUTPUT_KINDS:
             raise ValueError(f"output kind {self.output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
 
+    def tuned(self, result: Any) -> SingleLabel:
+        """Nothing is chosen on val for a single-label task: itself."""
+        return self
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint and an export sidecar store of the task (`from_record` reads it)."""
+        return {"task": self.name, "output_kind": self.output_kind}
+
     def num_outputs(self, num_classes: int) -> int:
         return 1 if self.output_kind == BINARY_LOGIT else num_classes
 

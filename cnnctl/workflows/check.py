@@ -33,7 +33,7 @@ def _counts(cfg: RunConfig) -> dict[str, Any]:
     from cnnctl.data.check import check_files
 
     if cfg.data.source != "image_folder":
-        splits = build_splits(cfg.data, cfg.seed)
+        splits = build_splits(cfg.data, cfg.seed, separator=cfg.label_separator())
         parts = {"train": splits.train, "val": splits.val, "test": splits.test}
         counts = {
             name: _class_counts(part.targets(), splits.classes)
@@ -64,11 +64,15 @@ def _counts(cfg: RunConfig) -> dict[str, Any]:
     return result
 
 
-def _class_counts(labels: list[int], classes: list[str]) -> dict[str, int]:
-    counts = dict.fromkeys(classes, 0)
-    for label in labels:
-        counts[classes[label]] += 1
-    return counts
+def _class_counts(targets: Any, classes: list[str]) -> dict[str, int]:
+    """Images per class of a targets tensor (multi-hot targets: images per label)."""
+    import torch
+
+    if targets.dim() == 2:
+        per = (targets > 0.5).sum(dim=0)
+    else:
+        per = torch.bincount(targets.long(), minlength=len(classes))
+    return {name: int(n) for name, n in zip(classes, per.tolist(), strict=True)}
 
 
 def _manifest_unusable(cfg: RunConfig) -> list[dict[str, str]]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from cnnctl import tasks
 from cnnctl.artifacts.loaded import LoadedModel, load_model
 from cnnctl.config import RunConfig, load_config, validate
 from cnnctl.core.errors import DataError, RunFailed
@@ -23,6 +25,7 @@ from cnnctl.data import (
 )
 from cnnctl.session.build import batch_of
 from cnnctl.tasks.metrics import EvalResult
+from cnnctl.tasks.multi_label_metrics import MultiLabelResult
 
 WRONG_SHOWN = 16  # images in evaluate's "most confidently wrong" grid
 
@@ -35,7 +38,7 @@ def evaluate(
     batch_size: int | None = None,
     device: str = "auto",
     plots_dir: Path | None = None,
-) -> tuple[EvalResult, str]:
+) -> tuple[EvalResult | MultiLabelResult, str]:
     """Metrics of a checkpoint on a split: of its own dataset, an image folder or a config's.
 
     Returns the result and a description of what was evaluated. With `plots_dir`, also
@@ -61,18 +64,23 @@ def evaluate(
             "weights or the data are broken"
         )
     if isinstance(dataset, FileDataset):
-        for wrong in result.wrong:
+        for wrong in getattr(result, "wrong", []):
             wrong["path"] = dataset.files[wrong["index"]]
     if plots_dir is not None:
         _eval_plots(result, dataset, split, plots_dir)
     return result, what
 
 
-def _eval_plots(result: EvalResult, dataset: LabelledDataset, split: str, folder: Path) -> None:
-    """confusion_<split>.png and wrong_<split>.png; failures are warnings, not errors."""
+def _eval_plots(result: Any, dataset: LabelledDataset, split: str, folder: Path) -> None:
+    """eval_<split>_confusion.png and eval_<split>_wrong.png (multi_label: eval_<split>_pr.png,
+    the PR curve of each label); failures are warnings, not errors."""
     from cnnctl.report import plots
 
     try:
+        if isinstance(result, MultiLabelResult):
+            aps = [row["ap"] for row in result.per_label]
+            plots.pr_curves(result.curves, result.classes, aps, folder / f"eval_{split}_pr.png", split)
+            return
         plots.confusion(
             result.confusion.tolist(), result.classes, folder / f"eval_{split}_confusion.png", split
         )
@@ -89,12 +97,21 @@ def _eval_dataset(
     loaded: LoadedModel, cfg: RunConfig, data: str | Path | None, split: str
 ) -> tuple[LabelledDataset, str]:
     if data is not None and Path(data).is_dir():
+        if loaded.stepper.task.name != tasks.DEFAULT:
+            raise DataError(
+                f"{data}: a folder gives one label per image; evaluate this {loaded.stepper.task.name} "
+                "checkpoint on its own data or on a config whose manifest lists each image's labels"
+            )
         extensions = cfg.data.extensions if cfg.data.source == "image_folder" else None
         dataset = folder_eval_set(Path(data), split, loaded.input, loaded.classes, extensions)
         return dataset, f"{data} ({len(dataset)} images)"
     if data is not None:
         cfg = load_config(data)
-    splits = build_splits(cfg.data, cfg.seed, loaded.input)
+    if data is not None and cfg.task != loaded.stepper.task.name:
+        raise DataError(
+            f"{data}: a task {cfg.task} config; the checkpoint was trained for {loaded.stepper.task.name}"
+        )
+    splits = build_splits(cfg.data, cfg.seed, loaded.input, cfg.label_separator())
     chosen = {"train": splits.train, "val": splits.val, "test": splits.test}[split]
     source = f"{data}" if data is not None else "the checkpoint's own dataset"
     if chosen is None:
@@ -114,9 +131,15 @@ def _match_classes(
     if set(classes) != set(wanted):
         raise DataError(f"{source}: its classes {classes} differ from the checkpoint's {wanted}")
     position = {name: i for i, name in enumerate(wanted)}
-    mapping = [position[name] for name in classes]
-    if isinstance(dataset, ArrayDataset):
-        return ArrayDataset(dataset.images, torch.tensor(mapping)[dataset.labels], dataset.augment)
-    if isinstance(dataset, FileDataset):
-        return FileDataset(dataset.files, [mapping[y] for y in dataset.labels], dataset.spec, dataset.augment)
+    mapping = torch.tensor([position[name] for name in classes])
+    if isinstance(dataset, ArrayDataset | FileDataset):
+        labels = dataset.labels
+        if labels.dim() == 2:  # multi-hot: column i moves to the checkpoint's column mapping[i]
+            moved = torch.zeros_like(labels)
+            moved[:, mapping] = labels
+        else:
+            moved = mapping[labels]
+        if isinstance(dataset, ArrayDataset):
+            return ArrayDataset(dataset.images, moved, dataset.augment)
+        return FileDataset(dataset.files, moved, dataset.spec, dataset.augment)
     raise DataError(f"{source}: cannot reorder its classes to the checkpoint's")

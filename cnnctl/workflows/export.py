@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,7 @@ def export_checkpoint(
         loaded.stepper.model,
         loaded.input,
         loaded.classes,
-        str(data["output_kind"]),
+        loaded.stepper.task.record(),
         fmt,
         target,
         dynamic_batch=dynamic_batch,
@@ -165,7 +165,7 @@ def export_model(
     model: nn.Module,
     spec: InputSpec,
     classes: list[str],
-    output_kind: str,
+    task: str | Mapping[str, Any],
     fmt: str,
     out: Path,
     *,
@@ -177,9 +177,12 @@ def export_model(
 ) -> ExportReport:
     """Write `model` in `fmt` to `out` (+ sidecar) after verifying it against PyTorch.
 
-    `model_spec` (what the checkpoint stores) lets the sidecar describe a small_cnn / mlp
-    architecture; a torchvision model describes itself.
+    `task` is what the outputs are: a task record (`Task.record()`: task, output_kind,
+    multi_label's thresholds) or a single-label output kind. `model_spec` (what the
+    checkpoint stores) lets the sidecar describe a small_cnn / mlp architecture; a
+    torchvision model describes itself.
     """
+    record = {"task": "single_label", "output_kind": task} if isinstance(task, str) else dict(task)
     _check_format(fmt, opset)
     if fmt == "onnx":
         _need_onnx(opset)
@@ -197,7 +200,7 @@ def export_model(
                 f"{out}: the exported model differs from PyTorch by {diff:.3g} (> tolerance {tolerance:g}; "
                 f"outputs reach {scale:.3g}); nothing was written"
             )
-        meta = sidecar_data(out, fmt, classes, output_kind, spec, dynamic_batch, opset, diff, architecture)
+        meta = sidecar_data(out, fmt, classes, record, spec, dynamic_batch, opset, diff, architecture)
         sidecar_tmp.write_text(json.dumps({**meta, **(extra or {})}, indent=2) + "\n", encoding="utf-8")
     return ExportReport(
         out,

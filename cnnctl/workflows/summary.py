@@ -149,7 +149,7 @@ def summarize_config(cfg: RunConfig, source: str, depth: int = 2) -> ModelSummar
 
     cfg = resolve_config(cfg)
     data = cfg.data.model_copy(update={"normalize": "none"})
-    splits = build_splits(data, cfg.seed)
+    splits = build_splits(data, cfg.seed, separator=cfg.label_separator())
     spec, task = model_spec(cfg, splits)
     seed_everything(cfg.seed)
     model = build_model(spec)

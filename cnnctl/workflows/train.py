@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnctl import tasks
 from cnnctl.artifacts import checkpoint as ckpt
 from cnnctl.artifacts.resume import ResumePoint, load_own_checkpoint, own_run_id, restore, unusable
 from cnnctl.artifacts.run_logs import MetricsLog, TensorBoardLog, write_splits
@@ -267,14 +268,14 @@ def _summarised_epochs(run_dir: Path) -> int | None:
 def _finish(run: Session, run_dir: Path, state: FitState, say: Callable[[str], None]) -> TrainOutcome:
     """Reload best.pt, evaluate it on the test split, write summary.json and the plots."""
     cfg, splits, dist = run.cfg, run.splits, run.dist
-    best_weights = None
-    if state.best_epoch:  # rank 0 reads best.pt and hands its weights to the other ranks
-        best_weights = dist.broadcast(
-            load_own_checkpoint(run_dir / "best.pt", run.run_id)["model"] if dist.main else None
-        )
+    best = None
+    if state.best_epoch:  # rank 0 reads best.pt and hands its weights (and task) to the other ranks
+        best = dist.broadcast(_best_of(run_dir, run.run_id) if dist.main else None)
     test_result = val_result = None
-    if best_weights is not None:
+    if best is not None:
+        best_weights, record = best
         run.model.load_state_dict(best_weights)
+        run.stepper.task = tasks.from_record(record)  # as best.pt decides (multi_label: its thresholds)
         if run.test_data is not None:
             test_batches = make_loader(run.test_data, batch_size(cfg), shuffle=False, **run.loader_options)
             test_result = run.stepper.evaluate(test_batches, splits.classes, topk=(1, 5))
@@ -313,21 +314,36 @@ def _finish(run: Session, run_dir: Path, state: FitState, say: Callable[[str], N
     return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary, dist.main)
 
 
+def _best_of(run_dir: Path, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """best.pt's weights, and its task record (task, output_kind, classes and the task's keys)."""
+    data = load_own_checkpoint(run_dir / "best.pt", run_id)
+    keys = ("task", "output_kind", "classes", "thresholds", "label_separator")
+    return data["model"], {k: data[k] for k in keys if k in data}
+
+
 def _train_plots(
     run: Session,
     run_dir: Path,
     state: FitState,
-    result: EvalResult | None,
+    result: Any,
     split: str,
     say: Callable[[str], None],
 ) -> None:
-    """curves.png and the confusion matrix of best.pt on `split`; a plot that cannot be drawn
+    """curves.png and the confusion matrix (multi_label: PR curves) of best.pt on `split`; a plot that cannot be drawn
     is a warning, never a failed run."""
     from cnnctl.report import plots
 
     try:
         plots.curves(state.history, state.best_epoch, run_dir / "plots" / "curves.png")
-        if result is not None:
+        if result is not None and hasattr(result, "curves"):  # multi_label: PR curves per label
+            plots.pr_curves(
+                result.curves,
+                result.classes,
+                [row["ap"] for row in result.per_label],
+                run_dir / "plots" / f"pr_{split}.png",
+                title=f"best.pt, {split}",
+            )
+        elif result is not None:
             plots.confusion(
                 result.confusion.tolist(),
                 run.splits.classes,

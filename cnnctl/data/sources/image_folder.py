@@ -20,7 +20,7 @@ from cnnctl.data.datasets import ArrayDataset, FileDataset, Splits
 from cnnctl.data.folder import FolderSplit
 from cnnctl.data.inputs import STATS_SAMPLE, input_size, norm_stats
 from cnnctl.data.loaders import decode_workers
-from cnnctl.data.splits import assemble, carve, members, split_files
+from cnnctl.data.splits import assemble, carve, members, split_files, strata
 from cnnctl.data.transforms import InputSpec
 from cnnctl.report.console import printable
 
@@ -76,10 +76,10 @@ def from_scan(
     if cfg.check_images:  # decoding to the cache's input spec on the way when there is a cache to fill
         scanned = checked_splits(scanned, decode if mode != "off" else None, workers, predecoded, what, rows)
     classes = classes_of(scanned)
-    labels = {name: folder.labels_for(s, classes) for name, s in scanned.items()}
+    labels = {name: targets_for(s, classes) for name, s in scanned.items()}
     train_groups = [groups[f] for f in scanned["train"].files] if groups is not None else None
     need_test = "test" not in scanned and cfg.test_fraction is not None
-    carved = carve(cfg, labels["train"], seed, "val" not in scanned, need_test, train_groups)
+    carved = carve(cfg, strata(labels["train"]), seed, "val" not in scanned, need_test, train_groups)
     decoded: dict[str, torch.Tensor] = {}
     if mode != "off":
         decoded = {
@@ -93,6 +93,19 @@ def from_scan(
     splits.files = split_files({n: s.files for n, s in scanned.items()}, carved)
     splits.members = members(scanned, carved, groups)
     return splits
+
+
+def targets_for(split: FolderSplit, classes: list[str]) -> torch.Tensor:
+    """A split's targets in `classes` order: (N,) class indices, or (N, labels) multi-hot floats
+    for a multi-label split; a name not among `classes` is an error."""
+    if split.separator is None:
+        return torch.tensor(folder.labels_for(split, classes), dtype=torch.long)
+    index = {name: i for i, name in enumerate(classes)}
+    out = torch.zeros(len(split.files), len(classes))
+    for row, label in enumerate(split.class_of_file):
+        for name in folder.names_in(label, split.separator):
+            out[row, index[name]] = 1.0  # names were checked against classes (classes_of)
+    return out
 
 
 def _shared_classes(cfg: DataConfig, scanned: dict[str, FolderSplit], dirs: dict[str, Path]) -> list[str]:
@@ -111,7 +124,7 @@ def _measured_spec(
     cfg: DataConfig,
     decode: InputSpec,
     train: FolderSplit,
-    labels: list[int],
+    labels: torch.Tensor,
     train_idx: list[int],
     decoded: dict[str, torch.Tensor],
 ) -> InputSpec:
@@ -131,13 +144,13 @@ def _measured_spec(
 
 def _datasets(
     scanned: dict[str, FolderSplit],
-    labels: dict[str, list[int]],
+    labels: dict[str, torch.Tensor],
     decoded: dict[str, torch.Tensor],
     spec: InputSpec,
 ) -> dict[str, FileDataset | ArrayDataset]:
     """Each split folder's dataset: its cached images when there is a cache, else its files."""
     if decoded:
-        return {n: ArrayDataset(decoded[n], torch.tensor(labels[n], dtype=torch.long)) for n in scanned}
+        return {n: ArrayDataset(decoded[n], labels[n]) for n in scanned}
     return {n: FileDataset(scanned[n].files, labels[n], spec) for n in scanned}
 
 
@@ -169,13 +182,17 @@ def checked_splits(
 def _without(split: FolderSplit, bad: set[str], what: str) -> FolderSplit:
     """`split` less the files in `bad`; a class folder left empty is an error."""
     pairs = [(f, c) for f, c in zip(split.files, split.class_of_file, strict=True) if f not in bad]
-    emptied = sorted(set(split.classes_present) - {c for _, c in pairs})
+    emptied = sorted(
+        set(split.classes_present) - folder.present_names([c for _, c in pairs], split.separator)
+    )
     if emptied:
         raise DataError(
             f"{split.root}: {what} {emptied} have no readable image left; "
             "`cnnctl data check CONFIG` lists the unreadable files"
         )
-    return FolderSplit(split.root, [f for f, _ in pairs], [c for _, c in pairs], split.classes_present)
+    return FolderSplit(
+        split.root, [f for f, _ in pairs], [c for _, c in pairs], split.classes_present, split.separator
+    )
 
 
 def folder_eval_set(

@@ -10,7 +10,7 @@ from pathlib import Path
 from cnnctl.config import DataConfig
 from cnnctl.core.errors import DataError
 from cnnctl.data.datasets import Splits
-from cnnctl.data.folder import FolderSplit
+from cnnctl.data.folder import FolderSplit, present_names
 from cnnctl.data.manifest import Manifest, read_manifest
 from cnnctl.data.sources.image_folder import from_scan
 from cnnctl.data.transforms import InputSpec
@@ -19,9 +19,18 @@ from cnnctl.report.console import printable
 
 def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     """Each manifest as a split of files with their labels; the rest as for image folders."""
-    tables = read_tables(cfg)
+    return _build(cfg, seed, spec, None)
+
+
+def build_multi_label(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
+    """As `build`, each row's label a set of labels (task multi_label): multi-hot targets."""
+    return _build(cfg, seed, spec, cfg.label_separator)
+
+
+def _build(cfg: DataConfig, seed: int, spec: InputSpec | None, separator: str | None) -> Splits:
+    tables = read_tables(cfg, separator)
     groups = _groups(cfg, tables)
-    scanned = {name: _as_split(table) for name, table in tables.items()}
+    scanned = {name: _as_split(table, separator) for name, table in tables.items()}
     return from_scan(
         cfg,
         seed,
@@ -41,15 +50,16 @@ def row_names(tables: dict[str, Manifest]) -> dict[str, str]:
     }
 
 
-def read_tables(cfg: DataConfig) -> dict[str, Manifest]:
-    """data.train / val / test read (with data.root checked when it is set)."""
+def read_tables(cfg: DataConfig, separator: str | None = None) -> dict[str, Manifest]:
+    """data.train / val / test read (with data.root checked when it is set); with `separator`,
+    each label a set of labels (task multi_label)."""
     root = Path(cfg.root) if cfg.root else None
     if root is not None and not root.is_dir():
         raise DataError(f"{printable(str(root))}: not a folder (data.root)")
     assert cfg.train is not None and isinstance(cfg.label_column, str)  # guaranteed by DataConfig
     named = {"train": cfg.train, "val": cfg.val, "test": cfg.test}
     tables = {
-        split: read_manifest(Path(path), cfg.path_column, cfg.label_column, cfg.group_column, root)
+        split: read_manifest(Path(path), cfg.path_column, cfg.label_column, cfg.group_column, root, separator)
         for split, path in named.items()
         if path is not None
     }
@@ -71,10 +81,11 @@ def _no_image_twice(tables: dict[str, Manifest]) -> None:
             where[identity] = (split, row)
 
 
-def _as_split(table: Manifest) -> FolderSplit:
+def _as_split(table: Manifest, separator: str | None) -> FolderSplit:
     if not table.files:
         raise DataError(f"{printable(str(table.source))}: none of its rows names an image that is there")
-    return FolderSplit(table.source, table.files, table.labels, sorted(set(table.labels)))
+    present = sorted(present_names(table.labels, separator))
+    return FolderSplit(table.source, table.files, table.labels, present, separator)
 
 
 def _classes(cfg: DataConfig, scanned: dict[str, FolderSplit]) -> list[str]:
