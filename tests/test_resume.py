@@ -175,8 +175,8 @@ def poison_losses(
     original = session_build.train_loss_fn
     calls = {"n": 0}
 
-    def poisoned(*args: Any) -> Any:
-        loss_fn = original(*args)
+    def poisoned(*args: Any, **kwargs: Any) -> Any:
+        loss_fn = original(*args, **kwargs)
 
         def wrapped(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             calls["n"] += 1
