@@ -35,14 +35,19 @@ def _colour(rng: np.random.Generator, avoid: np.ndarray | None = None) -> np.nda
             return colour
 
 
-def draw_shape(shape: str, size: int, rng: np.random.Generator, noise: float) -> Image.Image:
-    """One RGB image of `shape` on a noisy background, drawn at 2x and downsampled."""
-    big = size * 2
+def _background(big: int, rng: np.random.Generator, noise: float) -> tuple[Image.Image, np.ndarray]:
+    """A `big` x `big` canvas of one random colour plus Gaussian noise, and that colour."""
     background = _colour(rng)
     canvas = np.empty((big, big, 3), dtype=np.float64)
     canvas[:] = background
     canvas += rng.normal(0.0, 255.0 * noise, size=canvas.shape)
-    img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)), background
+
+
+def draw_shape(shape: str, size: int, rng: np.random.Generator, noise: float) -> Image.Image:
+    """One RGB image of `shape` on a noisy background, drawn at 2x and downsampled."""
+    big = size * 2
+    img, background = _background(big, rng, noise)
     draw = ImageDraw.Draw(img)
     fill = tuple(int(v) for v in _colour(rng, avoid=background))
     radius = rng.uniform(0.22, 0.42) * big
@@ -88,11 +93,7 @@ def draw_shapes(shapes: list[str], size: int, rng: np.random.Generator, noise: f
     """One RGB image holding each of `shapes` (at most 2: one in each half, left and right) on
     a noisy background: a multi-label image whose labels are `shapes` (none: background only)."""
     big = size * 2
-    background = _colour(rng)
-    canvas = np.empty((big, big, 3), dtype=np.float64)
-    canvas[:] = background
-    canvas += rng.normal(0.0, 255.0 * noise, size=canvas.shape)
-    img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    img, background = _background(big, rng, noise)
     draw = ImageDraw.Draw(img)
     halves = rng.permutation(2)[: len(shapes)]
     for shape, half in zip(shapes, halves, strict=True):
