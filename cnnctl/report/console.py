@@ -183,6 +183,7 @@ def _num(value: Any) -> str:
 
 MULTI_LABEL_ROWS = (
     ("map", "mAP"),
+    ("roc_auc", "macro ROC AUC"),
     ("micro_f1", "micro F1"),
     ("macro_f1", "macro F1"),
     ("exact_match", "exact match"),
@@ -198,16 +199,13 @@ def multi_label_tables(result: dict[str, Any], what: str) -> list[Table]:
     overall.add_row("images", str(result["count"]))
     overall.add_row("loss", _num(result["loss"]))
     for key, name in MULTI_LABEL_ROWS:
-        overall.add_row(name, _num(result[key]))
+        overall.add_row(name, _num(result.get(key)))
     per_label = Table(title="per label", title_justify="left")
-    for col in ("label", "support", "precision", "recall", "f1", "ap", "threshold"):
+    columns = ("precision", "recall", "f1", "ap", "roc_auc", "threshold")
+    for col in ("label", "support", *columns):
         per_label.add_column(col, justify="left" if col == "label" else "right")
     for row in result["per_label"]:
-        per_label.add_row(
-            shown(row["label"]),
-            str(row["support"]),
-            *(_num(row[c]) for c in ("precision", "recall", "f1", "ap", "threshold")),
-        )
+        per_label.add_row(shown(row["label"]), str(row["support"]), *(_num(row.get(c)) for c in columns))
     return [overall, per_label]
 
 
@@ -223,18 +221,22 @@ def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
     if "balanced_accuracy" in result:
         overall.add_row("balanced acc", _num(result["balanced_accuracy"]))
         overall.add_row("macro F1", _num(result["macro_f1"]))
+    for key, name in (("roc_auc", "macro ROC AUC"), ("pr_auc", "macro PR AUC")):
+        if key in result:
+            overall.add_row(name, _num(result[key]))
     for k, v in result["topk"].items():
         if k != "1":
             overall.add_row(f"top-{k} accuracy", _num(v))
     per_class = Table(title="per class", title_justify="left")
-    for col in ("class", "support", "correct", "accuracy", "precision", "recall", "f1"):
+    columns = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+    for col in ("class", "support", "correct", *columns):
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for row in result["per_class"]:
         per_class.add_row(
             shown(row["class"]),
             str(row["support"]),
             str(row["correct"]),
-            *(_num(row[c]) for c in ("accuracy", "precision", "recall", "f1")),
+            *(_num(row.get(c)) for c in columns),
         )
     confusion = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
     confusion.add_column("true \\ pred", style="bold")

@@ -149,31 +149,45 @@ def lr_range(
     return save(fig, out)
 
 
-def pr_curves(
+RANKING = {  # kind: (x axis, y axis, score name, default title, legend corner, step drawing)
+    "pr": ("recall", "precision", "AP", "precision-recall", "lower left", True),
+    "roc": ("false positive rate", "true positive rate", "AUC", "ROC", "lower right", False),
+}
+
+
+def ranking_curves(
+    kind: str,
     curves: Sequence[tuple[Sequence[float], Sequence[float]]],
     labels: Sequence[str],
-    aps: Sequence[float | None],
+    scores: Sequence[float | None],
     out: Path,
     title: str = "",
     shown: int = 20,
 ) -> Path:
-    """Precision against recall, one curve per label (task multi_label), AP in the legend; a
-    label without positive images has no curve. At most `shown` labels: the most frequent
-    first is the caller's order."""
+    """One-vs-rest precision-recall (`kind` "pr") or ROC ("roc") curves, one per class or
+    label, its score (AP or AUC) in the legend; a class whose curve is undefined (no positive,
+    or for ROC no negative image) is left out. At most `shown` curves, in the caller's order."""
+    x_name, y_name, score_name, default_title, corner, step = RANKING[kind]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5.5), dpi=100)
     drawn = 0
-    for (recall, precision), label, ap in zip(curves, labels, aps, strict=True):
-        if not recall or drawn >= shown:
+    for (xs, ys), label, score in zip(curves, labels, scores, strict=True):
+        if not xs or score is None or drawn >= shown:
             continue
-        ax.step(recall, precision, where="post", linewidth=1.5, label=f"{printable(label)} (AP {ap:.3f})")
+        name = f"{printable(label)} ({score_name} {score:.3f})"
+        if step:
+            ax.step(xs, ys, where="post", linewidth=1.5, label=name)
+        else:
+            ax.plot(xs, ys, linewidth=1.5, label=name)
         drawn += 1
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title(printable(title or "precision-recall per label"), parse_math=False)
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(y_name)
+    ax.set_title(printable(title or f"{default_title} per class"), parse_math=False)
     ax.grid(alpha=0.3)
     if drawn:
-        ax.legend(fontsize="small", loc="lower left")
+        ax.legend(fontsize="small", loc=corner)
     return save(fig, out)

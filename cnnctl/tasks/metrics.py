@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from cnnctl.tasks import curves
+
 
 @dataclass
 class EvalResult:
@@ -23,9 +25,13 @@ class EvalResult:
     # The most confidently wrong samples, most confident first: {index, true, predicted,
     # confidence}; index is the position in the evaluated split (kept only when asked).
     wrong: list[dict[str, Any]] = field(default_factory=list)
+    # (2, K, curves.BINS) one-vs-rest probability histograms: [negative, positive] x class x bin
+    hist: torch.Tensor | None = None
 
     def per_class(self) -> list[dict[str, Any]]:
-        """Support, correct, accuracy (= recall), precision and F1 for every class."""
+        """Support, correct, accuracy (= recall), precision, F1 and the one-vs-rest ROC AUC and
+        PR AUC (average precision; None where the class has no positive or no negative image)
+        for every class."""
         cm = self.confusion.to(torch.float64)
         correct = cm.diag()
         support = cm.sum(dim=1)
@@ -44,9 +50,30 @@ class EvalResult:
                     "precision": precision,
                     "recall": recall,
                     "f1": f1,
+                    "roc_auc": self._ranked(curves.roc_auc, i),
+                    "pr_auc": self._ranked(curves.average_precision, i),
                 }
             )
         return rows
+
+    def _ranked(self, metric: Any, i: int) -> Any:
+        return None if self.hist is None else metric(self.hist[1, i], self.hist[0, i])
+
+    def roc_curves(self) -> list[tuple[list[float], list[float]]]:
+        """Per class, one-vs-rest (false positive rate, true positive rate) points."""
+        return [self._ranked(curves.roc_curve, i) or ([], []) for i in range(len(self.classes))]
+
+    def pr_curves(self) -> list[tuple[list[float], list[float]]]:
+        """Per class, one-vs-rest (recall, precision) points."""
+        return [self._ranked(curves.pr_curve, i) or ([], []) for i in range(len(self.classes))]
+
+    def ranking(self) -> dict[str, tuple[list[tuple[list[float], list[float]]], list[float | None]]]:
+        """For plots: kind ("pr", "roc") -> (per class curve points, per class score)."""
+        rows = self.per_class()
+        return {
+            "pr": (self.pr_curves(), [r["pr_auc"] for r in rows]),
+            "roc": (self.roc_curves(), [r["roc_auc"] for r in rows]),
+        }
 
     @property
     def balanced_accuracy(self) -> float:
@@ -62,15 +89,18 @@ class EvalResult:
         return sum(r["f1"] for r in rows) / len(rows) if rows else 0.0
 
     def to_plain(self) -> dict[str, Any]:
+        rows = self.per_class()
         return {
             "loss": self.loss,
             "accuracy": self.accuracy,
             "balanced_accuracy": self.balanced_accuracy,
             "macro_f1": self.macro_f1,
             "topk": {str(k): v for k, v in self.topk.items()},
+            "roc_auc": curves.macro([r["roc_auc"] for r in rows]),
+            "pr_auc": curves.macro([r["pr_auc"] for r in rows]),
             "count": self.count,
             "classes": list(self.classes),
-            "per_class": self.per_class(),
+            "per_class": rows,
             "confusion_matrix": self.confusion.tolist(),
             "most_confident_errors": self.wrong,
         }
@@ -88,6 +118,7 @@ class MetricAccumulator:
     topk_hits: dict[int, torch.Tensor | int] = field(default_factory=dict)
     keep_wrong: int = 0  # how many confidently wrong samples to remember (costs a sync per batch)
     wrong: list[tuple[float, int, int, int]] = field(default_factory=list)
+    hist: torch.Tensor | None = None  # see EvalResult.hist
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None:
         k = len(self.classes)
@@ -97,6 +128,9 @@ class MetricAccumulator:
         flat = targets * k + predicted
         counts = torch.bincount(flat, minlength=k * k).reshape(k, k)
         self.confusion = counts if self.confusion is None else self.confusion + counts
+        truth = targets[:, None] == torch.arange(k, device=targets.device)
+        hist = curves.histogram(probs, truth)
+        self.hist = hist if self.hist is None else self.hist + hist
         self.loss_sum = self.loss_sum + loss_sum.detach()
         self.count += int(targets.numel())
         for top in self.topk:
@@ -120,19 +154,23 @@ class MetricAccumulator:
         rank's `result()` is the global one. Packed into one float64 tensor: one collective."""
         k = len(self.classes)
         confusion = self.confusion if self.confusion is not None else torch.zeros(k, k, dtype=torch.long)
+        hist = self.hist if self.hist is not None else torch.zeros(2, k, curves.BINS, dtype=torch.long)
         tops = [t for t in self.topk if 1 < t < k]
         packed = torch.cat(
             [
                 torch.tensor([float(self.loss_sum), float(self.count)], dtype=torch.float64),
-                confusion.detach().cpu().flatten().to(torch.float64),
                 torch.tensor([float(self.topk_hits.get(t, 0)) for t in tops], dtype=torch.float64),
+                confusion.detach().cpu().flatten().to(torch.float64),
+                hist.detach().cpu().flatten().to(torch.float64),
             ]
         ).to(device)
         packed = reduce(packed).cpu()
         self.loss_sum, self.count = float(packed[0]), int(packed[1])
-        self.confusion = packed[2 : 2 + k * k].round().long().reshape(k, k)
         for i, t in enumerate(tops):
-            self.topk_hits[t] = int(packed[2 + k * k + i])
+            self.topk_hits[t] = int(packed[2 + i])
+        rest = packed[2 + len(tops) :].round().long()
+        self.confusion = rest[: k * k].reshape(k, k)
+        self.hist = rest[k * k :].reshape(hist.shape)
 
     def result(self) -> EvalResult:
         k = len(self.classes)
@@ -153,6 +191,7 @@ class MetricAccumulator:
             confusion=confusion,
             classes=list(self.classes),
             count=self.count,
+            hist=(self.hist if self.hist is not None else torch.zeros(2, k, curves.BINS)).cpu().double(),
             wrong=[
                 {"index": i, "true": self.classes[t], "predicted": self.classes[p], "confidence": c}
                 for c, i, t, p in self.wrong

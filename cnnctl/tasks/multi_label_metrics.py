@@ -17,14 +17,15 @@ from typing import Any
 
 import torch
 
-BINS = 1000  # probability resolution of the histograms (AP and thresholds to within 1e-3)
+from cnnctl.tasks.curves import BINS, average_precision, histogram, macro, pr_curve, roc_auc, roc_curve
+
 DEFAULT_THRESHOLD = 0.5  # a label with no positive (or no negative) image to tune on
 
 
 @dataclass
 class MultiLabelResult:
     """Metrics of one pass over a split. `per_label` rows: label, support, precision, recall,
-    f1, ap (None without positives), threshold."""
+    f1, ap (None without positives), roc_auc (None without positives or negatives), threshold."""
 
     loss: float
     map: float  # mean AP over the labels that have a positive image
@@ -37,16 +38,26 @@ class MultiLabelResult:
     count: int
     best_thresholds: list[float]  # per label, the threshold with the best F1 on this split
     curves: list[tuple[list[float], list[float]]]  # per label: (recall, precision) points, for plots
+    roc_auc: float | None = None  # mean ROC AUC over the labels that have it
+    roc: list[tuple[list[float], list[float]]] | None = None  # per label: (fpr, tpr) points
 
     @property
     def accuracy(self) -> float:
         """What metrics.csv's acc columns and train.monitor: val_acc read: exact match."""
         return self.exact_match
 
+    def ranking(self) -> dict[str, tuple[list[tuple[list[float], list[float]]], list[float | None]]]:
+        """For plots: kind ("pr", "roc") -> (per label curve points, per label score)."""
+        return {
+            "pr": (self.curves, [r["ap"] for r in self.per_label]),
+            "roc": (self.roc or [([], [])] * len(self.classes), [r["roc_auc"] for r in self.per_label]),
+        }
+
     def to_plain(self) -> dict[str, Any]:
         return {
             "loss": self.loss,
             "map": self.map,
+            "roc_auc": self.roc_auc,
             "micro_f1": self.micro_f1,
             "macro_f1": self.macro_f1,
             "exact_match": self.exact_match,
@@ -75,10 +86,7 @@ class MultiLabelAccumulator:
     def update(self, probs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None:
         """`probs` (N, K) in [0, 1], `targets` (N, K) multi-hot."""
         probs, truth = probs.detach().float().cpu(), targets.detach().cpu() > 0.5
-        k = len(self.classes)
-        bins = (probs * BINS).long().clamp(0, BINS - 1)
-        flat = truth.long() * (k * BINS) + torch.arange(k) * BINS + bins  # (positive, label, bin)
-        self.hist += torch.bincount(flat.flatten(), minlength=2 * k * BINS).reshape(2, k, BINS)
+        self.hist += histogram(probs, truth)
         decided = probs >= self.thresholds
         self.counts[0] += (decided & truth).sum(dim=0)
         self.counts[1] += (decided & ~truth).sum(dim=0)
@@ -118,7 +126,8 @@ class MultiLabelAccumulator:
                 aps.append(ap)
             rows.append(
                 {"label": name, "support": support, "precision": precision, "recall": recall,
-                 "f1": f1, "ap": ap, "threshold": threshold}
+                 "f1": f1, "ap": ap, "roc_auc": roc_auc(self.hist[1, i], self.hist[0, i]),
+                 "threshold": threshold}
             )  # fmt: skip
         micro = _prf(float(tp.sum()), float(fp.sum()), float(fn.sum()))[2]
         wrong = float(fp.sum() + fn.sum())
@@ -134,35 +143,9 @@ class MultiLabelAccumulator:
             count=self.count,
             best_thresholds=self.best_thresholds(),
             curves=[pr_curve(self.hist[1, i], self.hist[0, i]) for i in range(k)],
+            roc_auc=macro([r["roc_auc"] for r in rows]),
+            roc=[roc_curve(self.hist[1, i], self.hist[0, i]) for i in range(k)],
         )
-
-
-def average_precision(positives: torch.Tensor, negatives: torch.Tensor) -> float | None:
-    """AP from per-bin counts of positive and negative images (bin = probability x BINS):
-    sum over thresholds, highest first, of (recall step) x precision; None without positives."""
-    total = float(positives.sum())
-    if total == 0:
-        return None
-    tp = positives.flip(0).cumsum(0)  # images at or above each bin, highest bin first
-    fp = negatives.flip(0).cumsum(0)
-    step = positives.flip(0) > 0
-    precision = tp[step] / (tp[step] + fp[step])
-    recall_gain = positives.flip(0)[step] / total
-    return float((precision * recall_gain).sum())
-
-
-def pr_curve(positives: torch.Tensor, negatives: torch.Tensor) -> tuple[list[float], list[float]]:
-    """(recall, precision) at each bin edge that changes the decisions, highest threshold first
-    (empty without positives)."""
-    total = float(positives.sum())
-    if total == 0:
-        return [], []
-    tp = positives.flip(0).cumsum(0)
-    fp = negatives.flip(0).cumsum(0)
-    step = (positives.flip(0) + negatives.flip(0)) > 0
-    recall = (tp[step] / total).tolist()
-    precision = (tp[step] / (tp[step] + fp[step]).clamp(min=1)).tolist()
-    return recall, precision
 
 
 def _best_threshold(positives: torch.Tensor, negatives: torch.Tensor) -> float:

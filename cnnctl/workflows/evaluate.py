@@ -72,14 +72,16 @@ def evaluate(
 
 
 def _eval_plots(result: Any, dataset: LabelledDataset, split: str, folder: Path) -> None:
-    """eval_<split>_confusion.png and eval_<split>_wrong.png (multi_label: eval_<split>_pr.png,
-    the PR curve of each label); failures are warnings, not errors."""
+    """eval_<split>_pr.png and eval_<split>_roc.png (one-vs-rest curves per class or label),
+    and for single-label eval_<split>_confusion.png and eval_<split>_wrong.png; failures are
+    warnings, not errors."""
     from cnnctl.report import plots
 
     try:
+        for kind, (points, scores) in result.ranking().items():
+            out = folder / f"eval_{split}_{kind}.png"
+            plots.ranking_curves(kind, points, result.classes, scores, out, f"{kind.upper()} ({split})")
         if isinstance(result, MultiLabelResult):
-            aps = [row["ap"] for row in result.per_label]
-            plots.pr_curves(result.curves, result.classes, aps, folder / f"eval_{split}_pr.png", split)
             return
         plots.confusion(
             result.confusion.tolist(), result.classes, folder / f"eval_{split}_confusion.png", split

@@ -329,21 +329,17 @@ def _train_plots(
     split: str,
     say: Callable[[str], None],
 ) -> None:
-    """curves.png and the confusion matrix (multi_label: PR curves) of best.pt on `split`; a plot that cannot be drawn
-    is a warning, never a failed run."""
+    """curves.png, and of best.pt on `split` the PR and ROC curves and (single-label) the
+    confusion matrix; a plot that cannot be drawn is a warning, never a failed run."""
     from cnnctl.report import plots
 
     try:
         plots.curves(state.history, state.best_epoch, run_dir / "plots" / "curves.png")
-        if result is not None and hasattr(result, "curves"):  # multi_label: PR curves per label
-            plots.pr_curves(
-                result.curves,
-                result.classes,
-                [row["ap"] for row in result.per_label],
-                run_dir / "plots" / f"pr_{split}.png",
-                title=f"best.pt, {split}",
-            )
-        elif result is not None:
+        if result is not None:
+            for kind, (points, scores) in result.ranking().items():
+                out = run_dir / "plots" / f"{kind}_{split}.png"
+                plots.ranking_curves(kind, points, result.classes, scores, out, f"best.pt, {split}")
+        if result is not None and not hasattr(result, "per_label"):
             plots.confusion(
                 result.confusion.tolist(),
                 run.splits.classes,
