@@ -33,7 +33,12 @@ def test_evaluate_val_split_matches_training_log(trained_run: Path) -> None:
     result, what = evaluate(trained_run / "best.pt", split="val", device="cpu")
     summary = json.loads((trained_run / "summary.json").read_text())
     assert "val split" in what
-    assert result.loss == pytest.approx(summary["best_val_loss"], rel=1e-5)
+    # best.pt's val loss as the epoch logged it (T = 1), and as evaluate reads it (calibrated)
+    calibration = summary["calibration"]
+    assert calibration["nll_before"] == pytest.approx(summary["best_val_loss"], rel=1e-5)
+    assert result.loss == pytest.approx(calibration["nll_after"], rel=1e-5)
+    assert result.loss <= summary["best_val_loss"] + 1e-9
+    assert result.accuracy == pytest.approx(summary["best_val_acc"])  # no decision changed
 
 
 def test_evaluate_on_an_image_folder(runner, trained_run: Path, tmp_path: Path) -> None:

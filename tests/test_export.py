@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
-from cnnctl.artifacts.exported import OnnxClassifier, sidecar_path
+from cnnctl.artifacts.exported import OnnxClassifier, calibrated_graph, sidecar_path
 from cnnctl.artifacts.loaded import LoadedModel, load_model
 from cnnctl.cli import app
 from cnnctl.core.errors import ConfigError, RunFailed
@@ -115,9 +115,12 @@ def images16(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_onnx_export_matches_pytorch_in_onnxruntime(trained_run: Path, tmp_path: Path) -> None:
     m = loaded(trained_run)
     out = tmp_path / "model.onnx"
-    report = export_model(m.stepper.model, m.input, m.classes, "logits", "onnx", out, dynamic_batch=True)
+    record = m.stepper.task.record()  # calibrated: the graph divides by the temperature
+    report = export_model(m.stepper.model, m.input, m.classes, record, "onnx", out, dynamic_batch=True)
     assert out.is_file() and report.max_abs_diff is not None and report.max_abs_diff < TOLERANCE
     meta = json.loads(sidecar_path(out).read_text())
+    assert record["temperature"] != 1.0 and meta["temperature"] == 1.0
+    assert meta["calibration"] == {"temperature": record["temperature"], "applied": "in the graph"}
     assert meta["classes"] == ["circle", "square", "triangle"]
     assert meta["input"]["shape"] == [3, 16, 16] and meta["input"]["mean"] == list(m.input.mean)
     assert meta["opset"] == 18 and meta["dynamic_batch"] is True
@@ -136,9 +139,10 @@ def test_a_fixed_batch_graph_runs_in_padded_chunks(trained_run: Path, small_expo
     """A static-batch ONNX model of batch 4 scores 5 images: chunks of 4, the last one padded."""
     m = loaded(trained_run)
     fixed4 = tmp_path / "batch4.onnx"
+    graph, _, _ = calibrated_graph(m.stepper.model, m.stepper.task.record(), in_graph=True)  # as export's
     with export._quiet():
         torch.onnx.export(
-            m.stepper.model,
+            graph,
             (torch.zeros(4, 3, 16, 16),),
             str(fixed4),
             dynamo=True,

@@ -515,6 +515,9 @@ def test_data_synth_replaces_symlinks_never_writes_through_them(
     [
         ({"format_version": "abc"}, "format_version"),
         ({"config": "x"}, "'config'"),
+        ({"temperature": -1.0}, "'temperature'"),
+        ({"temperature": "hot"}, "'temperature'"),
+        ({"temperature": float("nan")}, "'temperature'"),
         (
             {"input": {"channels": 3, "size": [True, True], "resize": None, "mean": [0] * 3, "std": [1] * 3}},
             "input.size",

@@ -67,7 +67,8 @@ def trained(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_multi_label_run_stores_its_task_and_thresholds(trained: Path) -> None:
     best = ckpt.load_checkpoint(trained / "best.pt")
     assert best["task"] == "multi_label" and best["output_kind"] == "logits"
-    assert best["format_version"] == 2  # an older cnnctl says "upgrade" instead of misreading it
+    # an older cnnctl says "upgrade" instead of misreading it: 2 for the task, 3 once calibrated
+    assert best["format_version"] == (3 if best["temperature"] != 1.0 else 2)
     assert best["classes"] == LABELS and best["model_spec"]["num_outputs"] == 3
     assert len(best["thresholds"]) == 3 and all(0 < t < 1 for t in best["thresholds"])
     assert best["label_separator"] == "|" and best["config"]["train"]["loss"] == "bce_with_logits"
@@ -82,7 +83,8 @@ def test_a_multi_label_run_stores_its_task_and_thresholds(trained: Path) -> None
 
 
 def test_thresholds_are_chosen_on_val_for_the_best_f1(trained: Path) -> None:
-    """best.pt's thresholds are the val pass's best-F1 thresholds of its weights."""
+    """best.pt's thresholds are the val pass's best-F1 thresholds of its weights (chosen on the
+    uncalibrated probabilities, then moved with the temperature so no decision changes)."""
     from cnnctl.artifacts.loaded import load_model
     from cnnctl.config import validate
     from cnnctl.data import build_splits, make_loader
@@ -92,9 +94,12 @@ def test_thresholds_are_chosen_on_val_for_the_best_f1(trained: Path) -> None:
     cfg = validate(loaded.checkpoint["config"], "stored")
     splits = build_splits(cfg.data, cfg.seed, loaded.input, cfg.label_separator())
     acc = MultiLabelAccumulator(LABELS)
+    calibrated = loaded.stepper.task
+    loaded.stepper.task = calibrated.with_temperature(1.0)  # the thresholds as chosen, at T = 1
     for x, y in make_loader(splits.val, 8, shuffle=False, seed=0, workers=0, pin=False):
         acc.update(loaded.stepper.predict(x), y, torch.zeros(()))
-    assert acc.best_thresholds() == pytest.approx(loaded.checkpoint["thresholds"], abs=1e-6)
+    assert acc.best_thresholds() == pytest.approx(loaded.stepper.task.thresholds, abs=1e-5)
+    assert loaded.checkpoint["thresholds"] == list(calibrated.thresholds)
 
 
 def test_evaluate_reports_every_multi_label_metric(runner, trained: Path, tmp_path: Path) -> None:

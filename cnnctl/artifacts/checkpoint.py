@@ -9,6 +9,8 @@ A checkpoint is a plain dict of tensors and plain data, loadable with
     output_kind     logits | log_probs | binary_logit
     task            single_label (absent in older checkpoints) | multi_label
     thresholds, label_separator   multi_label: the threshold of each label, and what joins labels
+    temperature     what the outputs are divided by before the softmax / sigmoid (calibration;
+                    absent in older checkpoints: 1); format_version 3 when it is not 1
     classes         class names in label order
     input           {channels, size, resize, mean, std}: how images become inputs
     config          the whole resolved run config
@@ -37,12 +39,16 @@ from cnnctl.tasks.multi_label import SEPARATOR
 from cnnctl.tasks.single_label import OUTPUT_KINDS
 
 FORMAT = "cnnctl-checkpoint"
-FORMAT_VERSION = 2  # the newest this cnnctl reads; what a checkpoint is written as: format_version()
+FORMAT_VERSION = 3  # the newest this cnnctl reads; what a checkpoint is written as: format_version()
 
 
-def format_version(task: str) -> int:
-    """1 for single_label (any cnnctl reads it), 2 for a task an older cnnctl would misread."""
-    return 1 if task == tasks.DEFAULT else 2
+def format_version(record: Mapping[str, Any]) -> int:
+    """What a checkpoint of this task record is written as: the lowest version every reader of
+    which reads it right. 1 for single_label (any cnnctl reads it), 2 for a task an older cnnctl
+    would misread, 3 for a temperature (an older cnnctl would give uncalibrated probabilities)."""
+    if float(record.get("temperature", 1.0)) != 1.0:
+        return 3
+    return 1 if record.get("task", tasks.DEFAULT) == tasks.DEFAULT else 2
 
 
 REQUIRED = ("model", "model_spec", "output_kind", "classes", "input", "config")
@@ -168,6 +174,14 @@ def task_problem(record: Mapping[str, Any], num_classes: int) -> str | None:
     kind = record.get("output_kind")
     if name not in tasks.FROM_RECORD:
         return f"'task' {name!r} is not one of {', '.join(tasks.FROM_RECORD)} (written by a newer cnnctl?)"
+    temperature = record.get("temperature", 1.0)
+    if (
+        not isinstance(temperature, int | float)
+        or isinstance(temperature, bool)
+        or not math.isfinite(temperature)
+        or temperature <= 0
+    ):
+        return f"'temperature' {temperature!r} must be a positive number"
     if name == tasks.DEFAULT:
         if kind not in OUTPUT_KINDS:
             return f"'output_kind' {kind!r} is not one of {', '.join(OUTPUT_KINDS)}"

@@ -41,6 +41,34 @@ def need_module(module: str, purpose: str = "exporting to ONNX") -> Any:
         raise ConfigError(f"{purpose} needs the '{module}' package: {INSTALL_HINT}") from None
 
 
+class Tempered(torch.nn.Module):
+    """A network whose outputs come out calibrated: divided by the temperature (log-probabilities
+    renormalised), so an exported graph needs no step a consumer could forget."""
+
+    def __init__(self, net: torch.nn.Module, temperature: float, log_probs: bool):
+        super().__init__()
+        self.net, self.temperature, self.log_probs = net, float(temperature), log_probs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(x) / self.temperature
+        return torch.log_softmax(out, dim=1) if self.log_probs else out
+
+
+def calibrated_graph(
+    model: torch.nn.Module, record: dict[str, Any], in_graph: bool
+) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any] | None]:
+    """The module to export, the task record its sidecar gets and the sidecar's `calibration`
+    (None when uncalibrated). `in_graph` (ONNX, TorchScript): the graph divides by the
+    temperature and the record says 1; else (a state_dict) the record keeps it."""
+    temperature = float(record.get("temperature", 1.0))
+    if temperature == 1.0:
+        return model, record, None
+    if not in_graph:
+        return model, record, {"temperature": temperature, "applied": "by the consumer (to_probabilities)"}
+    tempered = Tempered(model, temperature, record.get("output_kind") == "log_probs")
+    return tempered, {**record, "temperature": 1.0}, {"temperature": temperature, "applied": "in the graph"}
+
+
 def dynamic_batch_of(fmt: str, dynamic_batch: bool) -> bool | None:
     """Any batch size? A traced TorchScript module is (it is verified with another batch)."""
     return {"onnx": dynamic_batch, "torchscript": True}.get(fmt)
@@ -61,9 +89,11 @@ def sidecar_data(
     opset: int,
     diff: float | None,
     architecture: dict[str, Any] | None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The sidecar of model file `out`, as plain data (the caller adds its extra keys); `record`
-    is the task's (`Task.record()`: task, output_kind, multi_label's thresholds and separator)."""
+    is the task's (`Task.record()`: task, output_kind, temperature, multi_label's thresholds and
+    separator); `calibration` says where the temperature is applied (`calibrated_graph`)."""
     batch: Any = 1 if fmt == "onnx" and not dynamic_batch else "batch"
     task = from_record({**record, "classes": list(classes)})
     return {
@@ -90,6 +120,7 @@ def sidecar_data(
         "opset": opset if fmt == "onnx" else None,
         "max_abs_diff": diff,
         "architecture": architecture,
+        "calibration": calibration,
         "cnnctl": __version__,
         "torch": str(torch.__version__),
     }

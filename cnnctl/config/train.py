@@ -53,6 +53,13 @@ class TrainConfig(Section):
         "and used by evaluate, predict and export); a number = that threshold for every label.",
         json_schema_extra=allowed_range("auto, or 0 < x < 1"),
     )
+    calibrate: bool = Field(
+        True,
+        description="After training, fit a temperature on the val split (temperature scaling: the "
+        "outputs are divided by it, lowering the val NLL without changing any decision), store it "
+        "in best.pt and use it everywhere (evaluate, predict, export); summary.json's `calibration` "
+        "gives it with the val ECE before and after. false = probabilities as the network gives them.",
+    )
     label_smoothing: float = Field(
         0.0, ge=0, lt=1, description="cross_entropy: label smoothing (train loss only)."
     )

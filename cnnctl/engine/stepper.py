@@ -232,6 +232,23 @@ class Stepper:
         return acc.result()
 
     @torch.inference_mode()
+    def outputs(self, batches: Batches, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw outputs (float32) and the targets of every batch, on the CPU: what a fit on a
+        split's outputs (calibration) needs. Under DDP each rank holds its own shard."""
+        net = model or self.model
+        net.eval()
+        outputs, targets = [], []
+        for x_cpu, y_cpu in batches:
+            self._poll_stop()
+            with self._autocast():
+                out = net(self.model_input(x_cpu))
+            outputs.append(out.float().cpu())
+            targets.append(y_cpu)
+        if not outputs:
+            return torch.zeros(0), torch.zeros(0)
+        return torch.cat(outputs), torch.cat(targets)
+
+    @torch.inference_mode()
     def predict(self, x_cpu: torch.Tensor) -> torch.Tensor:
         """(N, classes) probabilities for a uint8 batch, on the CPU."""
         self.model.eval()

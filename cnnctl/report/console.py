@@ -184,6 +184,7 @@ def _num(value: Any) -> str:
 MULTI_LABEL_ROWS = (
     ("map", "mAP"),
     ("roc_auc", "macro ROC AUC"),
+    ("ece", "ECE"),
     ("micro_f1", "micro F1"),
     ("macro_f1", "macro F1"),
     ("exact_match", "exact match"),
@@ -221,7 +222,7 @@ def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
     if "balanced_accuracy" in result:
         overall.add_row("balanced acc", _num(result["balanced_accuracy"]))
         overall.add_row("macro F1", _num(result["macro_f1"]))
-    for key, name in (("roc_auc", "macro ROC AUC"), ("pr_auc", "macro PR AUC")):
+    for key, name in (("roc_auc", "macro ROC AUC"), ("pr_auc", "macro PR AUC"), ("ece", "ECE")):
         if key in result:
             overall.add_row(name, _num(result[key]))
     for k, v in result["topk"].items():

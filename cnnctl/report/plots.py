@@ -191,3 +191,40 @@ def ranking_curves(
     if drawn:
         ax.legend(fontsize="small", loc=corner)
     return save(fig, out)
+
+
+def reliability(
+    sums: Sequence[Sequence[float]], out: Path, title: str = "", ece: float | None = None
+) -> Path:
+    """A reliability diagram from per-bin sums (count, summed confidence, summed correct;
+    equal-width bins over [0, 1]): accuracy against confidence per bin, the diagonal a
+    calibrated model follows, and below it how many predictions fell in each bin."""
+    counts, confidence, correct = (list(row) for row in sums)
+    bins = len(counts)
+    width = 1 / bins
+    edges = [i * width for i in range(bins)]
+    plt = pyplot()
+    fig, (ax, below) = plt.subplots(
+        2, 1, figsize=(6, 6.5), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    filled = [i for i in range(bins) if counts[i]]
+    accuracy = [correct[i] / counts[i] for i in filled]
+    mean_conf = [confidence[i] / counts[i] for i in filled]
+    ax.bar([edges[i] for i in filled], accuracy, width=width, align="edge", edgecolor="black",
+           color="#4c72b0", label="accuracy in bin")  # fmt: skip
+    ax.bar([edges[i] for i in filled], [c - a for c, a in zip(mean_conf, accuracy, strict=True)],
+           bottom=accuracy, width=width, align="edge", color="#dd8452", alpha=0.5,
+           label="gap to mean confidence")  # fmt: skip
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("accuracy")
+    score = f" · ECE {ece:.4f}" if ece is not None else ""
+    ax.set_title(printable((title or "reliability") + score), parse_math=False)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+    below.bar(edges, counts, width=width, align="edge", color="#55a868", edgecolor="black")
+    below.set_xlabel("confidence")
+    below.set_ylabel("count")
+    below.grid(alpha=0.3)
+    return save(fig, out)

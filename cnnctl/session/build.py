@@ -64,7 +64,7 @@ class Session:
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
             "format": ckpt.FORMAT,
-            "format_version": ckpt.format_version(self.task.name),
+            "format_version": ckpt.format_version(self.task.record()),
             "run_id": self.run_id,
             "data": data_fingerprint(self.splits),
             "model_spec": self.spec.to_plain(),

@@ -25,11 +25,14 @@ FOR_TRAINING: dict[str, Callable[[str, bool, Sequence[str]], Task]] = {
 }
 # name → a checkpoint's or sidecar's metadata → the task it was trained for
 FROM_RECORD: dict[str, Callable[[Mapping[str, Any]], Task]] = {
-    single_label.NAME: lambda meta: single_label.SingleLabel(str(meta["output_kind"])),
+    single_label.NAME: lambda meta: single_label.SingleLabel(
+        str(meta["output_kind"]), temperature=float(meta.get("temperature", 1.0))
+    ),
     multi_label.NAME: lambda meta: multi_label.MultiLabel(
         tuple(meta["classes"]),
         tuple(meta["thresholds"]) if meta.get("thresholds") is not None else None,
         str(meta.get("label_separator", multi_label.SEPARATOR)),
+        temperature=float(meta.get("temperature", 1.0)),
     ),
 }
 

@@ -41,6 +41,17 @@ class Task(Protocol):
     def record(self) -> dict[str, Any]:
         """What a checkpoint and an export sidecar store: task, output_kind and the task's own keys."""
 
+    @property
+    def temperature(self) -> float:
+        """What the outputs are divided by before they become probabilities (1: uncalibrated)."""
+
+    def with_temperature(self, temperature: float, keep_decisions: bool = True) -> Task:
+        """The same task read at another temperature; with `keep_decisions`, deciding as before
+        (multi_label moves its thresholds), else keeping its thresholds as probabilities."""
+
+    def calibration_terms(self, outputs: torch.Tensor, targets: torch.Tensor, s: float) -> torch.Tensor:
+        """float64 [NLL, dNLL/ds, d2NLL/ds2] of raw outputs scaled by s, summed over rows."""
+
     def num_outputs(self, num_classes: int) -> int: ...
     def problem(self, loss: str, num_classes: int) -> str | None: ...
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor: ...

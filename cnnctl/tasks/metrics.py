@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from cnnctl.tasks import curves
+from cnnctl.tasks import calibration, curves
 
 
 @dataclass
@@ -27,6 +27,13 @@ class EvalResult:
     wrong: list[dict[str, Any]] = field(default_factory=list)
     # (2, K, curves.BINS) one-vs-rest probability histograms: [negative, positive] x class x bin
     hist: torch.Tensor | None = None
+    # (3, calibration.ECE_BINS) per confidence bin: images, summed confidence, summed correct
+    reliability: torch.Tensor | None = None
+
+    @property
+    def ece(self) -> float | None:
+        """The expected calibration error of the top-class probability (15 bins)."""
+        return None if self.reliability is None else calibration.ece(self.reliability)
 
     def per_class(self) -> list[dict[str, Any]]:
         """Support, correct, accuracy (= recall), precision, F1 and the one-vs-rest ROC AUC and
@@ -92,6 +99,8 @@ class EvalResult:
         rows = self.per_class()
         return {
             "loss": self.loss,
+            "nll": self.loss,
+            "ece": self.ece,
             "accuracy": self.accuracy,
             "balanced_accuracy": self.balanced_accuracy,
             "macro_f1": self.macro_f1,
@@ -119,6 +128,7 @@ class MetricAccumulator:
     keep_wrong: int = 0  # how many confidently wrong samples to remember (costs a sync per batch)
     wrong: list[tuple[float, int, int, int]] = field(default_factory=list)
     hist: torch.Tensor | None = None  # see EvalResult.hist
+    reliability: torch.Tensor | None = None  # see EvalResult.reliability
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor) -> None:
         k = len(self.classes)
@@ -131,6 +141,8 @@ class MetricAccumulator:
         truth = targets[:, None] == torch.arange(k, device=targets.device)
         hist = curves.histogram(probs, truth)
         self.hist = hist if self.hist is None else self.hist + hist
+        sums = calibration.reliability(probs.max(dim=1).values, predicted == targets)
+        self.reliability = sums if self.reliability is None else self.reliability + sums
         self.loss_sum = self.loss_sum + loss_sum.detach()
         self.count += int(targets.numel())
         for top in self.topk:
@@ -155,11 +167,13 @@ class MetricAccumulator:
         k = len(self.classes)
         confusion = self.confusion if self.confusion is not None else torch.zeros(k, k, dtype=torch.long)
         hist = self.hist if self.hist is not None else torch.zeros(2, k, curves.BINS, dtype=torch.long)
+        sums = self.reliability if self.reliability is not None else torch.zeros(3, calibration.ECE_BINS)
         tops = [t for t in self.topk if 1 < t < k]
         packed = torch.cat(
             [
                 torch.tensor([float(self.loss_sum), float(self.count)], dtype=torch.float64),
                 torch.tensor([float(self.topk_hits.get(t, 0)) for t in tops], dtype=torch.float64),
+                sums.detach().cpu().flatten().to(torch.float64),
                 confusion.detach().cpu().flatten().to(torch.float64),
                 hist.detach().cpu().flatten().to(torch.float64),
             ]
@@ -168,7 +182,9 @@ class MetricAccumulator:
         self.loss_sum, self.count = float(packed[0]), int(packed[1])
         for i, t in enumerate(tops):
             self.topk_hits[t] = int(packed[2 + i])
-        rest = packed[2 + len(tops) :].round().long()
+        start = 2 + len(tops)
+        self.reliability = packed[start : start + sums.numel()].reshape(sums.shape)
+        rest = packed[start + sums.numel() :].round().long()
         self.confusion = rest[: k * k].reshape(k, k)
         self.hist = rest[k * k :].reshape(hist.shape)
 
@@ -192,6 +208,7 @@ class MetricAccumulator:
             classes=list(self.classes),
             count=self.count,
             hist=(self.hist if self.hist is not None else torch.zeros(2, k, curves.BINS)).cpu().double(),
+            reliability=None if self.reliability is None else self.reliability.cpu().double(),
             wrong=[
                 {"index": i, "true": self.classes[t], "predicted": self.classes[p], "confidence": c}
                 for c, i, t, p in self.wrong

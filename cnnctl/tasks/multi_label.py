@@ -9,6 +9,7 @@ the single-label loss per image. Targets are multi-hot (N, labels) float tensors
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cnnctl.tasks import calibration
 from cnnctl.tasks.multi_label_metrics import DEFAULT_THRESHOLD, MultiLabelAccumulator
 
 NAME = "multi_label"
@@ -26,7 +28,8 @@ SEPARATOR = "|"
 
 @dataclass(frozen=True)
 class MultiLabel:
-    """The multi-label task over `classes` (its labels), deciding at `thresholds` (one per label)."""
+    """The multi-label task over `classes` (its labels), deciding at `thresholds` (one per
+    label, on the probabilities at `temperature`: the logits divided by it, calibration)."""
 
     classes: tuple[str, ...]
     thresholds: tuple[float, ...] | None = None  # None: DEFAULT_THRESHOLD for every label
@@ -34,15 +37,33 @@ class MultiLabel:
     tune: bool = False  # train.threshold: auto: `tuned` takes each val pass's best-F1 thresholds
     name: str = NAME
     output_kind: str = OUTPUT_KIND
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.thresholds is not None and len(self.thresholds) != len(self.classes):
             raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.classes)} labels")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature {self.temperature!r} must be a positive number")
 
     def with_thresholds(self, thresholds: Sequence[float]) -> MultiLabel:
-        return MultiLabel(
-            self.classes, tuple(round(float(t), 6) for t in thresholds), self.separator, self.tune
-        )
+        rounded = tuple(round(float(t), 6) for t in thresholds)
+        return MultiLabel(self.classes, rounded, self.separator, self.tune, temperature=self.temperature)
+
+    def with_temperature(self, temperature: float, keep_decisions: bool = True) -> MultiLabel:
+        """The task at a new temperature; with `keep_decisions` its thresholds move so that no
+        decision changes (thresholds chosen on val: train.threshold auto), else they stay the
+        probabilities they are (a threshold the config fixed)."""
+        new = round(float(temperature), 6)
+        old_cuts = self.thresholds or (DEFAULT_THRESHOLD,) * len(self.classes)
+        if not keep_decisions:
+            return MultiLabel(self.classes, tuple(old_cuts), self.separator, self.tune, temperature=new)
+        moved = tuple(round(calibration.move_threshold(t, self.temperature, new), 6) for t in old_cuts)
+        return MultiLabel(self.classes, moved, self.separator, self.tune, temperature=new)
+
+    def calibration_terms(self, outputs: torch.Tensor, targets: torch.Tensor, s: float) -> torch.Tensor:
+        """The val loss (BCE averaged over labels) of raw `outputs` scaled by s = 1/T, and its
+        two s-derivatives, summed over images."""
+        return calibration.bce_terms(outputs, targets, s)
 
     def tuned(self, result: Any) -> MultiLabel:
         """The task best.pt records after a val pass with `result` (a MultiLabelResult): its
@@ -57,6 +78,7 @@ class MultiLabel:
             "output_kind": self.output_kind,
             "thresholds": thresholds,
             "label_separator": self.separator,
+            "temperature": self.temperature,
         }
 
     def cutoffs(self, device: torch.device | None = None) -> torch.Tensor:
@@ -74,8 +96,12 @@ class MultiLabel:
         return None
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
-        """(N, labels) independent probabilities."""
-        return outputs.float().sigmoid()
+        """(N, labels) independent probabilities (at the task's temperature)."""
+        return self._scaled(outputs).sigmoid()
+
+    def _scaled(self, outputs: torch.Tensor) -> torch.Tensor:
+        outputs = outputs.float()
+        return outputs if self.temperature == 1.0 else outputs / self.temperature
 
     def predicted(self, outputs: torch.Tensor) -> torch.Tensor:
         """(N, labels) multi-hot decisions (1.0 where the label is predicted)."""
@@ -96,7 +122,7 @@ class MultiLabel:
         return rows
 
     def eval_loss_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        per = F.binary_cross_entropy_with_logits(outputs.float(), targets.float(), reduction="none")
+        per = F.binary_cross_entropy_with_logits(self._scaled(outputs), targets.float(), reduction="none")
         return per.mean(dim=1).sum()
 
     def metrics(
@@ -117,4 +143,5 @@ class MultiLabel:
         return record
 
     def describe_outputs(self) -> str:
-        return "sigmoid(output): each label's probability, independently; predicted at its threshold"
+        scaled = f" / {self.temperature:g}" if self.temperature != 1.0 else ""
+        return f"sigmoid(output{scaled}): each label's probability, independently; predicted at its threshold"

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from cnnctl.tasks import calibration
 from cnnctl.tasks.curves import BINS, average_precision, histogram, macro, pr_curve, roc_auc, roc_curve
 
 DEFAULT_THRESHOLD = 0.5  # a label with no positive (or no negative) image to tune on
@@ -40,6 +41,14 @@ class MultiLabelResult:
     curves: list[tuple[list[float], list[float]]]  # per label: (recall, precision) points, for plots
     roc_auc: float | None = None  # mean ROC AUC over the labels that have it
     roc: list[tuple[list[float], list[float]]] | None = None  # per label: (fpr, tpr) points
+    # (3, calibration.ECE_BINS) over every (image, label) probability: count, summed
+    # probability, summed presence of the label
+    reliability: torch.Tensor | None = None
+
+    @property
+    def ece(self) -> float | None:
+        """The expected calibration error of the label probabilities (15 bins)."""
+        return None if self.reliability is None else calibration.ece(self.reliability)
 
     @property
     def accuracy(self) -> float:
@@ -56,6 +65,8 @@ class MultiLabelResult:
     def to_plain(self) -> dict[str, Any]:
         return {
             "loss": self.loss,
+            "nll": self.loss,
+            "ece": self.ece,
             "map": self.map,
             "roc_auc": self.roc_auc,
             "micro_f1": self.micro_f1,
@@ -80,6 +91,7 @@ class MultiLabelAccumulator:
         self.hist = torch.zeros(2, k, BINS, dtype=torch.float64)  # [negative, positive] x label x bin
         self.counts = torch.zeros(3, k, dtype=torch.float64)  # tp, fp, fn per label at the thresholds
         self.exact = torch.zeros((), dtype=torch.float64)
+        self.reliability = torch.zeros(3, calibration.ECE_BINS, dtype=torch.float64)
         self.loss_sum = torch.zeros((), dtype=torch.float64)
         self.count = 0
 
@@ -87,6 +99,7 @@ class MultiLabelAccumulator:
         """`probs` (N, K) in [0, 1], `targets` (N, K) multi-hot."""
         probs, truth = probs.detach().float().cpu(), targets.detach().cpu() > 0.5
         self.hist += histogram(probs, truth)
+        self.reliability += calibration.reliability(probs, truth)
         decided = probs >= self.thresholds
         self.counts[0] += (decided & truth).sum(dim=0)
         self.counts[1] += (decided & ~truth).sum(dim=0)
@@ -97,7 +110,13 @@ class MultiLabelAccumulator:
 
     def all_reduce(self, reduce: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> None:
         """Sum every count over processes (`reduce` sums a tensor in place): one collective."""
-        parts = [self.hist.flatten(), self.counts.flatten(), self.exact.reshape(1), self.loss_sum.reshape(1)]
+        parts = [
+            self.hist.flatten(),
+            self.counts.flatten(),
+            self.reliability.flatten(),
+            self.exact.reshape(1),
+            self.loss_sum.reshape(1),
+        ]
         sizes = [p.numel() for p in parts]
         packed = reduce(
             torch.cat([*parts, torch.tensor([float(self.count)], dtype=torch.float64)]).to(device)
@@ -105,7 +124,8 @@ class MultiLabelAccumulator:
         pieces = packed.cpu().split([*sizes, 1])
         self.hist = pieces[0].reshape(self.hist.shape)
         self.counts = pieces[1].reshape(self.counts.shape)
-        self.exact, self.loss_sum, self.count = pieces[2][0], pieces[3][0], int(pieces[4][0])
+        self.reliability = pieces[2].reshape(self.reliability.shape)
+        self.exact, self.loss_sum, self.count = pieces[3][0], pieces[4][0], int(pieces[5][0])
 
     def best_thresholds(self) -> list[float]:
         """Per label, the threshold (a bin edge) whose decisions have the highest F1 on what was
@@ -145,6 +165,7 @@ class MultiLabelAccumulator:
             curves=[pr_curve(self.hist[1, i], self.hist[0, i]) for i in range(k)],
             roc_auc=macro([r["roc_auc"] for r in rows]),
             roc=[roc_curve(self.hist[1, i], self.hist[0, i]) for i in range(k)],
+            reliability=self.reliability.clone(),
         )
 
 

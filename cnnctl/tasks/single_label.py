@@ -9,12 +9,14 @@ probable class; the val/test loss is the summed negative log-likelihood of the t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from cnnctl.tasks import calibration
 from cnnctl.tasks.metrics import MetricAccumulator
 
 NAME = "single_label"
@@ -34,14 +36,38 @@ def output_kind(loss: str, log_softmax: bool) -> str:
 
 @dataclass(frozen=True)
 class SingleLabel:
-    """The single-label task for networks whose outputs are of `output_kind`."""
+    """The single-label task for networks whose outputs are of `output_kind`, read at
+    `temperature` (outputs divided by it before the softmax or sigmoid: calibration)."""
 
     output_kind: str = LOGITS
     name: str = NAME
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.output_kind not in OUTPUT_KINDS:
             raise ValueError(f"output kind {self.output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature {self.temperature!r} must be a positive number")
+
+    def with_temperature(self, temperature: float, keep_decisions: bool = True) -> SingleLabel:
+        """The task at another temperature (no decision of a single-label task depends on it)."""
+        return SingleLabel(self.output_kind, self.name, round(float(temperature), 6))
+
+    def _scaled(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Float outputs divided by the temperature (log-probabilities renormalised); as they
+        are at temperature 1."""
+        outputs = outputs.float()
+        if self.temperature == 1.0:
+            return outputs
+        if self.output_kind == LOG_PROBS:
+            return torch.log_softmax(outputs / self.temperature, dim=1)
+        return outputs / self.temperature
+
+    def calibration_terms(self, outputs: torch.Tensor, targets: torch.Tensor, s: float) -> torch.Tensor:
+        """The val NLL of raw `outputs` scaled by s = 1/T and its two s-derivatives (summed)."""
+        if self.output_kind == BINARY_LOGIT:
+            return calibration.bce_terms(outputs.squeeze(1), targets, s)
+        return calibration.ce_terms(outputs, targets, s)
 
     def tuned(self, result: Any) -> SingleLabel:
         """Nothing is chosen on val for a single-label task: itself."""
@@ -49,7 +75,7 @@ class SingleLabel:
 
     def record(self) -> dict[str, Any]:
         """What a checkpoint and an export sidecar store of the task (`from_record` reads it)."""
-        return {"task": self.name, "output_kind": self.output_kind}
+        return {"task": self.name, "output_kind": self.output_kind, "temperature": self.temperature}
 
     def num_outputs(self, num_classes: int) -> int:
         return 1 if self.output_kind == BINARY_LOGIT else num_classes
@@ -61,8 +87,8 @@ class SingleLabel:
         return None
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
-        """(N, classes) probabilities from raw model outputs."""
-        outputs = outputs.float()
+        """(N, classes) probabilities from raw model outputs (at the task's temperature)."""
+        outputs = self._scaled(outputs)
         if self.output_kind == BINARY_LOGIT:
             p = torch.sigmoid(outputs.squeeze(1))
             return torch.stack([1 - p, p], dim=1)
@@ -91,8 +117,9 @@ class SingleLabel:
         return rows
 
     def eval_loss_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Summed negative log-likelihood of the targets (no smoothing): the val/test loss."""
-        outputs = outputs.float()
+        """Summed negative log-likelihood of the targets (no smoothing, at the task's
+        temperature): the val/test loss."""
+        outputs = self._scaled(outputs)
         if self.output_kind == BINARY_LOGIT:
             return F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets.float(), reduction="sum")
         if self.output_kind == LOG_PROBS:
@@ -127,8 +154,11 @@ class SingleLabel:
 
     def describe_outputs(self) -> str:
         """How an exported model's outputs become probabilities (the sidecar's `to_probabilities`)."""
+        scaled = f" / {self.temperature:g}" if self.temperature != 1.0 else ""
         if self.output_kind == BINARY_LOGIT:
-            return "p = sigmoid(output[:, 0]) is the probability of classes[1]; 1 - p of classes[0]"
+            return f"p = sigmoid(output[:, 0]{scaled}) is the probability of classes[1]; 1 - p of classes[0]"
         if self.output_kind == LOG_PROBS:
+            if scaled:
+                return f"softmax(output{scaled}, dim=1): the outputs are log-probabilities"
             return "exp(output): the outputs are log-probabilities"
-        return "softmax(output, dim=1): the outputs are logits"
+        return f"softmax(output{scaled}, dim=1): the outputs are logits"

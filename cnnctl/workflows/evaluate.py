@@ -73,7 +73,7 @@ def evaluate(
 
 def _eval_plots(result: Any, dataset: LabelledDataset, split: str, folder: Path) -> None:
     """eval_<split>_pr.png and eval_<split>_roc.png (one-vs-rest curves per class or label),
-    and for single-label eval_<split>_confusion.png and eval_<split>_wrong.png; failures are
+    eval_<split>_reliability.png (the reliability diagram), and for single-label eval_<split>_confusion.png and eval_<split>_wrong.png; failures are
     warnings, not errors."""
     from cnnctl.report import plots
 
@@ -81,6 +81,9 @@ def _eval_plots(result: Any, dataset: LabelledDataset, split: str, folder: Path)
         for kind, (points, scores) in result.ranking().items():
             out = folder / f"eval_{split}_{kind}.png"
             plots.ranking_curves(kind, points, result.classes, scores, out, f"{kind.upper()} ({split})")
+        if result.reliability is not None:
+            out = folder / f"eval_{split}_reliability.png"
+            plots.reliability(result.reliability.tolist(), out, f"reliability ({split})", result.ece)
         if isinstance(result, MultiLabelResult):
             return
         plots.confusion(

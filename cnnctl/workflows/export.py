@@ -39,6 +39,7 @@ from torch import nn
 from cnnctl.artifacts.exported import (
     INPUT_NAME,
     OUTPUT_NAME,
+    calibrated_graph,
     dynamic_batch_of,
     need_module,
     sidecar_data,
@@ -188,19 +189,22 @@ def export_model(
         _need_onnx(opset)
     model = model.cpu().eval()
     architecture = describe_architecture(model, model_spec)
+    graph, record, calibration = calibrated_graph(model, record, in_graph=fmt != "state_dict")
     _make_folder(out.parent)
     sidecar = sidecar_path(out)
     # Both files appear only once verified, the model first; a failure leaves neither temp file.
     with atomic_path(sidecar, "export sidecar") as sidecar_tmp, atomic_path(out, "export") as tmp:
         diff, scale, verified_with = _write_verified(
-            model, spec, fmt, tmp, dynamic_batch, opset, architecture
+            graph, spec, fmt, tmp, dynamic_batch, opset, architecture
         )
         if diff is not None and not diff <= tolerance:  # NaN fails too
             raise RunFailed(
                 f"{out}: the exported model differs from PyTorch by {diff:.3g} (> tolerance {tolerance:g}; "
                 f"outputs reach {scale:.3g}); nothing was written"
             )
-        meta = sidecar_data(out, fmt, classes, record, spec, dynamic_batch, opset, diff, architecture)
+        meta = sidecar_data(
+            out, fmt, classes, record, spec, dynamic_batch, opset, diff, architecture, calibration
+        )
         sidecar_tmp.write_text(json.dumps({**meta, **(extra or {})}, indent=2) + "\n", encoding="utf-8")
     return ExportReport(
         out,

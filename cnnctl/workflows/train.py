@@ -30,6 +30,7 @@ from cnnctl.engine.stepper import StopRequested
 from cnnctl.runtime.distributed import Dist, peer_gone
 from cnnctl.runtime.interrupt import StopSignals
 from cnnctl.session.build import Session, batch_size, build_session
+from cnnctl.session.calibrate import calibrate, rewrite_with
 from cnnctl.session.hooks import checkpointer, unfreezer
 from cnnctl.session.lr import resolve_auto_lr
 from cnnctl.tasks.metrics import EvalResult
@@ -271,11 +272,13 @@ def _finish(run: Session, run_dir: Path, state: FitState, say: Callable[[str], N
     best = None
     if state.best_epoch:  # rank 0 reads best.pt and hands its weights (and task) to the other ranks
         best = dist.broadcast(_best_of(run_dir, run.run_id) if dist.main else None)
-    test_result = val_result = None
+    test_result = val_result = calibration = None
     if best is not None:
         best_weights, record = best
         run.model.load_state_dict(best_weights)
         run.stepper.task = tasks.from_record(record)  # as best.pt decides (multi_label: its thresholds)
+        if cfg.train.calibrate:
+            calibration = _calibrate(run, run_dir, say)
         if run.test_data is not None:
             test_batches = make_loader(run.test_data, batch_size(cfg), shuffle=False, **run.loader_options)
             test_result = run.stepper.evaluate(test_batches, splits.classes, topk=(1, 5))
@@ -295,6 +298,7 @@ def _finish(run: Session, run_dir: Path, state: FitState, say: Callable[[str], N
         "best_val_loss": best_row.get("val_loss"),
         "best_val_acc": best_row.get("val_acc"),
         "test": test_result.to_plain() if test_result else None,
+        "calibration": calibration,
         "classes": list(splits.classes),
         "input": splits.input.to_plain(),
         "train_samples": len(splits.train),
@@ -314,10 +318,29 @@ def _finish(run: Session, run_dir: Path, state: FitState, say: Callable[[str], N
     return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary, dist.main)
 
 
+def _calibrate(run: Session, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Fit best.pt's temperature on val (every rank), rewrite best.pt with it (rank 0) and
+    leave the calibrated task on the stepper; the summary's `calibration` record."""
+    chosen = run.cfg.train.threshold == "auto"  # multi_label thresholds chosen on val move with T
+    uncalibrated = run.stepper.task.with_temperature(1.0, chosen)  # a finished run resumed: from T = 1
+    task, record = calibrate(
+        run.stepper, run.val_batches, run.splits.classes, uncalibrated, run.dist, keep_decisions=chosen
+    )
+    run.stepper.task = task
+    if run.dist.main:
+        data = load_own_checkpoint(run_dir / "best.pt", run.run_id)
+        rewrite_with(run_dir / "best.pt", data, task, record)
+        say(
+            f"calibrated on val: temperature {record['temperature']:.3f}, ECE {record['ece_before']:.4f} → "
+            f"{record['ece_after']:.4f}, NLL {record['nll_before']:.4f} → {record['nll_after']:.4f}"
+        )
+    return record
+
+
 def _best_of(run_dir: Path, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """best.pt's weights, and its task record (task, output_kind, classes and the task's keys)."""
     data = load_own_checkpoint(run_dir / "best.pt", run_id)
-    keys = ("task", "output_kind", "classes", "thresholds", "label_separator")
+    keys = ("task", "output_kind", "classes", "thresholds", "label_separator", "temperature")
     return data["model"], {k: data[k] for k in keys if k in data}
 
 
@@ -339,6 +362,9 @@ def _train_plots(
             for kind, (points, scores) in result.ranking().items():
                 out = run_dir / "plots" / f"{kind}_{split}.png"
                 plots.ranking_curves(kind, points, result.classes, scores, out, f"best.pt, {split}")
+            if result.reliability is not None:
+                out = run_dir / "plots" / f"reliability_{split}.png"
+                plots.reliability(result.reliability.tolist(), out, f"best.pt, {split}", result.ece)
         if result is not None and not hasattr(result, "per_label"):
             plots.confusion(
                 result.confusion.tolist(),
