@@ -105,8 +105,10 @@ def test_ddp_shards_fit_the_same_temperature() -> None:
     task = SingleLabel()
     whole = calibration.fit_temperature(lambda s: task.calibration_terms(3 * logits, labels, s))
     halves = calibration.fit_temperature(
-        lambda s: task.calibration_terms(3 * logits[:400], labels[:400], s)
-        + task.calibration_terms(3 * logits[400:], labels[400:], s)
+        lambda s: (
+            task.calibration_terms(3 * logits[:400], labels[:400], s)
+            + task.calibration_terms(3 * logits[400:], labels[400:], s)
+        )
     )
     assert halves == pytest.approx(whole, rel=1e-9)
 
