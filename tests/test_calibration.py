@@ -18,7 +18,9 @@ from cnnctl.session.calibrate import calibrate
 from cnnctl.tasks import calibration
 from cnnctl.tasks.multi_label import MultiLabel
 from cnnctl.tasks.single_label import BINARY_LOGIT, LOG_PROBS, SingleLabel
+from cnnctl.data.synthetic import write_image_folder
 from tests.conftest import TINY, invoke, merge
+from tests.test_hostile_outputs import copy_run, one_line_error
 from tests.test_reports import assert_png
 
 
@@ -183,3 +185,57 @@ def test_calibrate_false_keeps_the_network_s_probabilities(runner, tmp_path: Pat
     assert best["temperature"] == 1.0 and best["format_version"] == 1 and "calibration" not in best
     assert "calibrated on val" not in result.output
     assert math.isfinite(json.loads((run / "summary.json").read_text())["best_val_loss"])
+
+
+def test_cnnctl_calibrate_writes_a_new_checkpoint_and_never_over_the_old_one_unasked(
+    runner, trained_run: Path, tmp_path: Path
+) -> None:
+    run = copy_run(trained_run, tmp_path)
+    original = (run / "best.pt").read_bytes()
+    result = invoke(runner, "calibrate", run, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    written = run / "best.calibrated.pt"
+    assert record["out"] == str(written) and (run / "best.pt").read_bytes() == original
+    summary = json.loads((run / "summary.json").read_text())
+    # the same val split and raw outputs as train's fit: the same temperature, found again
+    assert record["temperature_before"] == summary["calibration"]["temperature"]
+    assert record["temperature"] == pytest.approx(record["temperature_before"], rel=1e-4)
+    assert "val split" in record["calibrated_on"]
+    new = ckpt.load_checkpoint(written)
+    assert new["temperature"] == record["temperature"] and new["calibration"]["calibrated_on"]
+
+    again = invoke(runner, "calibrate", run)
+    one_line_error(again, 2, "best.calibrated.pt", "--force")
+    one_line_error(invoke(runner, "calibrate", run, "--out", run / "best.pt"), 2, "being calibrated")
+    assert (run / "best.pt").read_bytes() == original
+    one_line_error(invoke(runner, "calibrate", run, "--out", tmp_path / "x.onnx"), 2, ".pt")
+
+    folder = tmp_path / "other"
+    write_image_folder(folder, 3, 6, 16, seed=11, noise=0.3)  # noisier images: another temperature
+    shown = invoke(
+        runner, "calibrate", run / "best.pt", "--data", folder, "--out", run / "best.pt", "--force"
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "calibrated on" in shown.output and "temperature" in shown.output
+    replaced = ckpt.load_checkpoint(run / "best.pt")
+    assert (
+        replaced["temperature"] != record["temperature"]
+        and str(folder) in replaced["calibration"]["calibrated_on"]
+    )
+    evaluated = invoke(runner, "evaluate", run, "--data", folder, "--json", "-", "--no-plots")
+    assert json.loads(evaluated.output)["nll"] == pytest.approx(
+        replaced["calibration"]["nll_after"], rel=1e-6
+    )
+
+
+def test_cnnctl_calibrate_refuses_mismatched_data_in_one_line(
+    runner, trained_run: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "four"
+    write_image_folder(folder, 4, 2, 16, seed=1, noise=0.05)
+    one_line_error(
+        invoke(runner, "calibrate", trained_run, "--data", folder, "--out", tmp_path / "c.pt"), 2, "classes"
+    )
+    assert not (tmp_path / "c.pt").exists()
+    one_line_error(invoke(runner, "calibrate", tmp_path / "missing.pt", "--out", tmp_path / "c.pt"), 2)

@@ -112,7 +112,7 @@ def test_cli_config_error_is_one_line_exit_2(runner, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"error: {path}: train.epohcs: unknown key; allowed keys here: "
-        "epochs, loss, focal_gamma, class_weights, threshold, label_smoothing, monitor, patience, min_delta, grad_clip, amp, accumulate, ema, mixup_alpha, cutmix_alpha, channels_last, compile, nan_policy, deterministic, unfreeze_at_epoch"
+        "epochs, loss, focal_gamma, class_weights, threshold, calibrate, label_smoothing, monitor, patience, min_delta, grad_clip, amp, accumulate, ema, mixup_alpha, cutmix_alpha, channels_last, compile, nan_policy, deterministic, unfreeze_at_epoch"
     ]
 
 

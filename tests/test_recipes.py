@@ -322,12 +322,15 @@ def test_lr_auto_trains_with_the_suggestion_and_stores_the_number(runner, write_
         assert float(next(csv.DictReader(handle))["lr"]) == pytest.approx(lr)
     stored = torch.load(run / "best.pt", map_location="cpu", weights_only=False)["config"]
     assert stored["optimizer"]["lr"] == lr
-    # eval stays deterministic: best.pt on val reproduces the val loss of training
+    # eval stays deterministic: best.pt on val reproduces the val loss of training (before
+    # calibration: summary's nll_before) and evaluate's is the calibrated one (nll_after)
     evaluated = invoke(runner, "evaluate", run, "--split", "val", "--json", "-", "--no-plots")
     assert evaluated.exit_code == 0, evaluated.output
     with open(run / "metrics.csv", newline="") as handle:
         val_loss = float(next(csv.DictReader(handle))["val_loss"])
-    assert json.loads(evaluated.stdout)["loss"] == pytest.approx(val_loss, rel=1e-5)
+    calibration = json.loads((run / "summary.json").read_text())["calibration"]
+    assert calibration["nll_before"] == pytest.approx(val_loss, rel=1e-5)
+    assert json.loads(evaluated.stdout)["loss"] == pytest.approx(calibration["nll_after"], rel=1e-5)
 
 
 def test_lr_must_be_positive_or_auto_and_is_resolved_before_the_optimizer() -> None:

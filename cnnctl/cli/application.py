@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnnctl.cli import config_cmds, data_cmds, evaluate, export, runs, train
+from cnnctl.cli import calibrate, config_cmds, data_cmds, evaluate, export, runs, train
 from cnnctl.cli.common import printable
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(data_app, name="data")
 app.command()(train.train)
 app.command()(evaluate.evaluate)
 app.command()(evaluate.predict)
+app.command()(calibrate.calibrate)
 app.command()(export.export)
 config_app.command("show")(config_cmds.config_show)
 config_app.command("validate")(config_cmds.config_validate)

@@ -75,8 +75,11 @@ def evaluate(
             else plots or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "plots"
         )
         if folder is not None:
-            names = [f"eval_{split.value}_{kind}.png" for kind in ("confusion", "wrong", "pr")]
-            claim_plots(folder, names, force)  # pr: task multi_label draws it instead of the other two
+            names = [
+                f"eval_{split.value}_{kind}.png"
+                for kind in ("confusion", "wrong", "pr", "roc", "reliability")
+            ]
+            claim_plots(folder, names, force)  # multi_label draws no confusion or wrong grid
         result, what = evaluate_checkpoint(
             checkpoint, data, split.value, top_k, batch_size, device or "auto", plots_dir=folder
         )

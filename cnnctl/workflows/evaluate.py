@@ -8,22 +8,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from cnnctl import tasks
-from cnnctl.artifacts.loaded import LoadedModel, load_model
-from cnnctl.config import RunConfig, load_config, validate
-from cnnctl.core.errors import DataError, RunFailed
+from cnnctl.artifacts.loaded import load_model
+from cnnctl.config import validate
+from cnnctl.core.errors import RunFailed
 from cnnctl.data import (
-    ArrayDataset,
     FileDataset,
     LabelledDataset,
-    build_splits,
-    folder_eval_set,
-    make_loader,
-    resolve_workers,
 )
-from cnnctl.session.build import batch_of
+from cnnctl.session.eval_data import eval_batches, eval_dataset
 from cnnctl.tasks.metrics import EvalResult
 from cnnctl.tasks.multi_label_metrics import MultiLabelResult
 
@@ -46,15 +38,8 @@ def evaluate(
     """
     loaded = load_model(checkpoint_path, device)
     cfg = validate(loaded.checkpoint["config"], f"{checkpoint_path} (stored config)")
-    dataset, what = _eval_dataset(loaded, cfg, data, split)
-    batches = make_loader(
-        dataset,
-        batch_size or batch_of(cfg),
-        shuffle=False,
-        seed=cfg.seed,
-        workers=resolve_workers(cfg.data, isinstance(dataset, ArrayDataset)),
-        pin=loaded.stepper.device.type == "cuda",
-    )
+    dataset, what = eval_dataset(loaded, cfg, data, split)
+    batches = eval_batches(loaded, cfg, dataset, batch_size)
     ks = tuple(sorted({1, max(1, topk)}))
     keep = WRONG_SHOWN if plots_dir is not None else 0
     result = loaded.stepper.evaluate(batches, loaded.classes, topk=ks, keep_wrong=keep)
@@ -96,55 +81,3 @@ def _eval_plots(result: Any, dataset: LabelledDataset, split: str, folder: Path)
         )
     except Exception as err:  # noqa: BLE001 - plots are a convenience
         logging.getLogger("cnnctl").warning(f"plots not drawn: {err.__class__.__name__}: {err}")
-
-
-def _eval_dataset(
-    loaded: LoadedModel, cfg: RunConfig, data: str | Path | None, split: str
-) -> tuple[LabelledDataset, str]:
-    if data is not None and Path(data).is_dir():
-        if loaded.stepper.task.name != tasks.DEFAULT:
-            raise DataError(
-                f"{data}: a folder gives one label per image; evaluate this {loaded.stepper.task.name} "
-                "checkpoint on its own data or on a config whose manifest lists each image's labels"
-            )
-        extensions = cfg.data.extensions if cfg.data.source == "image_folder" else None
-        dataset = folder_eval_set(Path(data), split, loaded.input, loaded.classes, extensions)
-        return dataset, f"{data} ({len(dataset)} images)"
-    if data is not None:
-        cfg = load_config(data)
-    if data is not None and cfg.task != loaded.stepper.task.name:
-        raise DataError(
-            f"{data}: a task {cfg.task} config; the checkpoint was trained for {loaded.stepper.task.name}"
-        )
-    splits = build_splits(cfg.data, cfg.seed, loaded.input, cfg.label_separator())
-    chosen = {"train": splits.train, "val": splits.val, "test": splits.test}[split]
-    source = f"{data}" if data is not None else "the checkpoint's own dataset"
-    if chosen is None:
-        raise DataError(f"{source} has no {split} split; use --split val, or --data DIR")
-    if split == "train" and isinstance(chosen, ArrayDataset | FileDataset):
-        chosen = chosen.subset(range(len(chosen)))  # the train split without augmentation
-    return _match_classes(
-        chosen, splits.classes, loaded.classes, source
-    ), f"{source}, {split} split ({len(chosen)} images)"
-
-
-def _match_classes(
-    dataset: LabelledDataset, classes: list[str], wanted: list[str], source: str
-) -> LabelledDataset:
-    if classes == wanted:
-        return dataset
-    if set(classes) != set(wanted):
-        raise DataError(f"{source}: its classes {classes} differ from the checkpoint's {wanted}")
-    position = {name: i for i, name in enumerate(wanted)}
-    mapping = torch.tensor([position[name] for name in classes])
-    if isinstance(dataset, ArrayDataset | FileDataset):
-        labels = dataset.labels
-        if labels.dim() == 2:  # multi-hot: column i moves to the checkpoint's column mapping[i]
-            moved = torch.zeros_like(labels)
-            moved[:, mapping] = labels
-        else:
-            moved = mapping[labels]
-        if isinstance(dataset, ArrayDataset):
-            return ArrayDataset(dataset.images, moved, dataset.augment)
-        return FileDataset(dataset.files, moved, dataset.spec, dataset.augment)
-    raise DataError(f"{source}: cannot reorder its classes to the checkpoint's")
