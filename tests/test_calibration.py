@@ -14,11 +14,11 @@ from cnnctl.artifacts import checkpoint as ckpt
 from cnnctl.artifacts.loaded import load_model
 from cnnctl.config import validate
 from cnnctl.data import build_splits, make_loader
+from cnnctl.data.synthetic import write_image_folder
 from cnnctl.session.calibrate import calibrate
 from cnnctl.tasks import calibration
 from cnnctl.tasks.multi_label import MultiLabel
 from cnnctl.tasks.single_label import BINARY_LOGIT, LOG_PROBS, SingleLabel
-from cnnctl.data.synthetic import write_image_folder
 from tests.conftest import TINY, invoke, merge
 from tests.test_hostile_outputs import copy_run, one_line_error
 from tests.test_reports import assert_png
