@@ -168,6 +168,7 @@ class OnnxClassifier:
         if not path.is_file():
             raise CheckpointError(f"{path}: ONNX model not found")
         meta = read_sidecar(path)
+        self.meta = meta
         try:
             self.classes: list[str] = [str(c) for c in meta["classes"]]
             self.input = InputSpec.from_plain(meta["input"])

@@ -79,6 +79,8 @@ class Scorer:
     device: str = "cpu"  # where `score` computes: "cpu" (torch or onnxruntime), "cuda", "mps"
     torch_threads: bool = False  # does torch's thread count set how fast `score` runs (torch on the CPU)?
     task: Task = field(default_factory=SingleLabel)  # how probabilities become a prediction
+    tta: list[str] = field(default_factory=list)  # the default test-time augmentation views (data.tta)
+    tta_shift: int = 0  # how far the `shifts` view moves (0: 1/16 of the side)
 
 
 def load_scorer(path: str | Path, device: str = "auto") -> Scorer:
@@ -92,9 +94,48 @@ def load_scorer(path: str | Path, device: str = "auto") -> Scorer:
         from cnnctl.artifacts.exported import OnnxClassifier
 
         exported = OnnxClassifier(path)
-        return Scorer(exported.classes, exported.input, exported.predict, task=exported.task)
+        names, shift = tta_of(exported.meta.get("tta"))
+        return Scorer(
+            exported.classes, exported.input, exported.predict, task=exported.task, tta=names, tta_shift=shift
+        )
     loaded = load_model(path, device)
     kind = loaded.stepper.device.type
+    names, shift = tta_of(tta_record(loaded.checkpoint["config"], str(path)))
     return Scorer(
-        loaded.classes, loaded.input, loaded.stepper.predict, kind, kind == "cpu", loaded.stepper.task
+        loaded.classes,
+        loaded.input,
+        loaded.stepper.predict,
+        kind,
+        kind == "cpu",
+        loaded.stepper.task,
+        names,
+        shift,
     )
+
+
+def tta_record(config: Any, source: str) -> dict[str, Any]:
+    """The default test-time augmentation of a run's stored config: {views, shift} (what an
+    export sidecar records as `tta`); none when the stored config no longer validates (predict
+    and export never needed it to)."""
+    from cnnctl.config import validate
+    from cnnctl.core.errors import CnnctlError
+    from cnnctl.data import tta
+
+    try:
+        cfg = validate(config, f"{source} (stored config)")
+    except CnnctlError:
+        return {"views": [], "shift": 0}
+    return {"views": tta.default_names(cfg.data), "shift": tta.shift_pixels(cfg.data)}
+
+
+def tta_of(record: Any) -> tuple[list[str], int]:
+    """(view names, shift) from a `tta` record; none from an older sidecar (or a bad record)."""
+    from cnnctl.data import tta
+
+    if not isinstance(record, dict):
+        return [], 0
+    names = record.get("views")
+    shift = record.get("shift", 0)
+    if not isinstance(names, list) or not all(n in tta.NAMES for n in names):
+        return [], 0
+    return list(names), shift if isinstance(shift, int) and 0 <= shift <= 64 else 0

@@ -59,6 +59,14 @@ def evaluate(
     device: DeviceOption = None,
     plots: PlotsOption = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Draw no plots.")] = False,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Also report the metrics with test-time augmentation (probabilities averaged over "
+            "the views data.tta names; auto: those the training augmentation implies).",
+        ),
+    ] = False,
     force: ForceOption = False,
 ) -> None:
     """Loss, accuracy, top-k, per-class metrics and the confusion matrix of a checkpoint."""
@@ -81,7 +89,7 @@ def evaluate(
             ]
             claim_plots(folder, names, force)  # multi_label draws no confusion or wrong grid
         result, what = evaluate_checkpoint(
-            checkpoint, data, split.value, top_k, batch_size, device or "auto", plots_dir=folder
+            checkpoint, data, split.value, top_k, batch_size, device or "auto", plots_dir=folder, tta=tta
         )
         plain = result.to_plain()
         if emit_json(json_out, {"checkpoint": str(checkpoint), "evaluated": what, **plain}):
@@ -103,6 +111,12 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
     show: Annotated[int, typer.Option(min=0, help="Rows to show in the table.")] = 20,
     device: DeviceOption = None,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta", help="Average the probabilities over the model's test-time augmentation views."
+        ),
+    ] = False,
     force: ForceOption = False,
 ) -> None:
     """Label every image: path, label, probability (and top-k), with unreadable files listed.
@@ -117,7 +131,7 @@ def predict(
         if out is not None and out.suffix.lower() not in (".csv", ".json"):
             raise usage_error(f"--out {out}: use a .csv or .json file name")
         claim(out, force, [checkpoint, *paths], "--out")
-        rows = predict_images(checkpoint, paths, top_k, batch_size, device or "auto")
+        rows = predict_images(checkpoint, paths, top_k, batch_size, device or "auto", tta=tta)
         shown: list[dict[str, Any]] = []
         total = failed = 0
         for record in write_predictions(rows, out, top_k):

@@ -111,6 +111,14 @@ class DataConfig(Section):
         default_factory=AugmentConfig,  # type: ignore[arg-type]
         description="Train-time augmentation: 'none' or a mapping of the data.augment keys.",
     )
+    tta: Literal["auto"] | list[Literal["hflip", "vflip", "crops", "shifts"]] = Field(
+        "auto",
+        description="Test-time augmentation views for `evaluate --tta` / `predict --tta` (the "
+        "probabilities averaged over the image itself and each view): hflip, vflip, crops (four "
+        "corner crops of 7/8 the side, resized back), shifts (four reflect-padded shifts); auto = "
+        "the views the training augmentation taught the model (hflip / vflip when it flipped, "
+        "crops with random_resized_crop, shifts with random_crop), none without any.",
+    )
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of train carved out for validation when no val split."
     )

@@ -6,7 +6,7 @@ and evaluates or predicts a split. It knows no config and no files.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -214,15 +214,23 @@ class Stepper:
         topk: tuple[int, ...] = (1,),
         keep_wrong: int = 0,
         model: nn.Module | None = None,
+        views: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
     ) -> Any:
         """The task's metrics (an EvalResult for single_label): loss (unsmoothed NLL), accuracy, top-k and confusion matrix over a split; with
         `keep_wrong`, also the indices of that many most confidently wrong samples. `model`
-        replaces the stepper's own (the EMA weights)."""
+        replaces the stepper's own (the EMA weights). `views` (test-time augmentation, each a
+        uint8 batch → uint8 batch, the identity among them): the probabilities averaged over
+        them, the loss the NLL of that average."""
         net = model or self.model
         net.eval()
         acc = self.task.metrics(classes, topk, keep_wrong)
         for x_cpu, y_cpu in batches:
             self._poll_stop()
+            if views:
+                y = y_cpu.to(self.device, non_blocking=self.non_blocking)
+                probs = torch.stack([self._probs(net, view(x_cpu)) for view in views]).mean(dim=0)
+                acc.update(probs, y, self.task.probs_loss_sum(probs, y))
+                continue
             x, y = self.to_device(x_cpu, y_cpu)
             with self._autocast():
                 outputs = net(x)
@@ -230,6 +238,11 @@ class Stepper:
         if self.dist.enabled:
             acc.all_reduce(self.dist.all_reduce_, self.device)
         return acc.result()
+
+    def _probs(self, net: nn.Module, x_cpu: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            outputs = net(self.model_input(x_cpu))
+        return self.task.probabilities(outputs)
 
     @torch.inference_mode()
     def outputs(self, batches: Batches, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:

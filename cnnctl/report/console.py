@@ -210,9 +210,38 @@ def multi_label_tables(result: dict[str, Any], what: str) -> list[Table]:
     return [overall, per_label]
 
 
+TTA_ROWS = (
+    ("loss", "loss (NLL)"),
+    ("accuracy", "accuracy"),
+    ("exact_match", "exact match"),
+    ("map", "mAP"),
+    ("balanced_accuracy", "balanced acc"),
+    ("macro_f1", "macro F1"),
+    ("roc_auc", "macro ROC AUC"),
+    ("ece", "ECE"),
+)
+
+
+def tta_table(result: dict[str, Any]) -> Table:
+    """evaluate --tta: each headline metric without and with test-time augmentation."""
+    tta = result["tta"]
+    table = Table(title=shown(f"test-time augmentation: {', '.join(tta['views'])}"), title_justify="left")
+    for col in ("metric", "plain", "tta"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, name in TTA_ROWS:
+        if key in result and key in tta:
+            table.add_row(name, _num(result[key]), _num(tta[key]))
+    return table
+
+
 def eval_tables(result: dict[str, Any], what: str) -> list[Table]:
+    extra = [tta_table(result)] if "tta" in result else []
     if "map" in result:
-        return multi_label_tables(result, what)
+        return [*multi_label_tables(result, what), *extra]
+    return [*_single_label_tables(result, what), *extra]
+
+
+def _single_label_tables(result: dict[str, Any], what: str) -> list[Table]:
     overall = Table(title=shown(f"evaluation on {what}"), show_header=False, title_justify="left")
     overall.add_column("metric", style="bold")
     overall.add_column("value")

@@ -29,6 +29,7 @@ class EvalResult:
     hist: torch.Tensor | None = None
     # (3, calibration.ECE_BINS) per confidence bin: images, summed confidence, summed correct
     reliability: torch.Tensor | None = None
+    tta: dict[str, Any] | None = None  # evaluate --tta: the views and the metrics with them
 
     @property
     def ece(self) -> float | None:
@@ -112,6 +113,7 @@ class EvalResult:
             "per_class": rows,
             "confusion_matrix": self.confusion.tolist(),
             "most_confident_errors": self.wrong,
+            **({"tta": self.tta} if self.tta is not None else {}),
         }
 
 

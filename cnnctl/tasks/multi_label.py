@@ -125,6 +125,12 @@ class MultiLabel:
         per = F.binary_cross_entropy_with_logits(self._scaled(outputs), targets.float(), reduction="none")
         return per.mean(dim=1).sum()
 
+    def probs_loss_sum(self, probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The val loss (BCE averaged over labels, summed over images) of given probabilities."""
+        p = probs.float().clamp(1e-12, 1 - 1e-12)
+        per = F.binary_cross_entropy(p, targets.float(), reduction="none")
+        return per.mean(dim=1).sum()
+
     def metrics(
         self, classes: list[str], topk: tuple[int, ...], keep_wrong: int = 0
     ) -> MultiLabelAccumulator:

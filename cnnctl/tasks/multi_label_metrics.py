@@ -44,6 +44,7 @@ class MultiLabelResult:
     # (3, calibration.ECE_BINS) over every (image, label) probability: count, summed
     # probability, summed presence of the label
     reliability: torch.Tensor | None = None
+    tta: dict[str, Any] | None = None  # evaluate --tta: the views and the metrics with them
 
     @property
     def ece(self) -> float | None:
@@ -76,6 +77,7 @@ class MultiLabelResult:
             "count": self.count,
             "classes": list(self.classes),
             "per_label": self.per_label,
+            **({"tta": self.tta} if self.tta is not None else {}),
         }
 
 

@@ -126,6 +126,11 @@ class SingleLabel:
             return F.nll_loss(outputs, targets, reduction="sum")
         return F.cross_entropy(outputs, targets, reduction="sum")
 
+    def probs_loss_sum(self, probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Summed NLL of the targets under (N, classes) probabilities (TTA's averaged ones)."""
+        picked = probs.float().gather(1, targets.long()[:, None]).squeeze(1)
+        return -picked.clamp(min=1e-12).log().sum()
+
     def metrics(self, classes: list[str], topk: tuple[int, ...], keep_wrong: int = 0) -> MetricAccumulator:
         return MetricAccumulator(classes, topk, keep_wrong=keep_wrong)
 

@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cnnctl.artifacts.loaded import load_model
-from cnnctl.config import validate
+from cnnctl.artifacts.loaded import LoadedModel, load_model
+from cnnctl.config import RunConfig, validate
 from cnnctl.core.errors import RunFailed
 from cnnctl.data import (
     FileDataset,
@@ -30,11 +30,14 @@ def evaluate(
     batch_size: int | None = None,
     device: str = "auto",
     plots_dir: Path | None = None,
+    tta: bool = False,
 ) -> tuple[EvalResult | MultiLabelResult, str]:
     """Metrics of a checkpoint on a split: of its own dataset, an image folder or a config's.
 
     Returns the result and a description of what was evaluated. With `plots_dir`, also
-    draws the confusion matrix and a grid of the most confidently wrong images there.
+    draws the confusion matrix and a grid of the most confidently wrong images there. With
+    `tta`, the result's `tta` holds the same metrics with the probabilities averaged over the
+    run's test-time augmentation views (`data.tta`).
     """
     loaded = load_model(checkpoint_path, device)
     cfg = validate(loaded.checkpoint["config"], f"{checkpoint_path} (stored config)")
@@ -48,12 +51,36 @@ def evaluate(
             f"{checkpoint_path}: the model's loss on {what} is not finite (NaN or inf outputs); its "
             "weights or the data are broken"
         )
+    if tta:
+        result.tta = _with_tta(loaded, cfg, dataset, batch_size, ks)
     if isinstance(dataset, FileDataset):
         for wrong in getattr(result, "wrong", []):
             wrong["path"] = dataset.files[wrong["index"]]
     if plots_dir is not None:
         _eval_plots(result, dataset, split, plots_dir)
     return result, what
+
+
+def _with_tta(
+    loaded: LoadedModel, cfg: RunConfig, dataset: LabelledDataset, batch_size: int | None, ks: tuple[int, ...]
+) -> dict[str, Any]:
+    """The metrics with the probabilities averaged over the TTA views: {views, metrics...}."""
+    from cnnctl.data import tta
+
+    names = tta.default_names(cfg.data)
+    if not names:
+        logging.getLogger("cnnctl").warning(
+            "--tta: the model trained without flips or crops and data.tta is auto, so there is no "
+            "view to average over (set data.tta: [hflip, ...] in the config to choose some); the "
+            "images are scored as they are"
+        )
+    chosen = tta.views(names, tta.shift_pixels(cfg.data))
+    batches = eval_batches(loaded, cfg, dataset, batch_size)
+    result = loaded.stepper.evaluate(batches, loaded.classes, topk=ks, views=[view for _, view in chosen])
+    plain = result.to_plain()
+    for heavy in ("classes", "most_confident_errors", "confusion_matrix"):
+        plain.pop(heavy, None)
+    return {"views": [label for label, _ in chosen], **plain}
 
 
 def _eval_plots(result: Any, dataset: LabelledDataset, split: str, folder: Path) -> None:

@@ -111,7 +111,7 @@ def export_checkpoint(
 
     The model file and its sidecar never replace the checkpoint, a run's files or an existing
     file (that one only with `force`)."""
-    from cnnctl.artifacts.loaded import load_model
+    from cnnctl.artifacts.loaded import load_model, tta_record
     from cnnctl.artifacts.outputs import claim_output
 
     _check_format(fmt, opset)
@@ -143,7 +143,7 @@ def export_checkpoint(
         tolerance=tolerance,
         opset=opset,
         model_spec=ModelSpec.from_plain(data["model_spec"]),
-        extra={"source": source},
+        extra={"source": source, "tta": tta_record(data["config"], str(checkpoint))},
     )
 
 

@@ -4,6 +4,7 @@ ONNX model, streaming one `Prediction` per file (flat memory, whatever the folde
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ def predict(
     batch_size: int = 64,
     device: str = "auto",
     workers: int | None = None,
+    tta: bool = False,
 ) -> Iterator[Prediction]:
     """Label every image under `paths`, streaming results batch by batch (flat memory).
 
@@ -69,9 +71,13 @@ def predict(
     On the CPU, files are decoded in a background thread while the model runs (see
     `cnnctl.engine.stream`); on a GPU, or with `workers` given, by DataLoader worker processes.
     A torch model on the CPU changes torch's (process-wide) intra-op thread count while the
-    iterator runs; the count from before is put back when it ends or is closed.
+    iterator runs; the count from before is put back when it ends or is closed. With `tta`,
+    the probabilities are averaged over the model's test-time augmentation views (the run's
+    `data.tta`; an ONNX model's sidecar records them).
     """
     model = load_scorer(checkpoint_path, device)
+    if tta:
+        model = with_tta(model)
     files = collect_images(paths)
     k = max(1, min(topk, len(model.classes)))
     dataset = _PredictFiles(files, model.input)
@@ -104,6 +110,21 @@ def predict(
             prefetch.close()
         if tuner is not None:
             tuner.close()
+
+
+def with_tta(model: Scorer) -> Scorer:
+    """The scorer averaging over its default TTA views (the image alone when it has none)."""
+    import dataclasses
+
+    from cnnctl.data import tta
+
+    if not model.tta:
+        logging.getLogger("cnnctl").warning(
+            "--tta: the model trained without flips or crops and data.tta is auto, so there is no "
+            "view to average over; the images are scored as they are"
+        )
+    chosen = tta.views(model.tta, model.tta_shift)
+    return dataclasses.replace(model, score=tta.averaged(model.score, chosen))
 
 
 def _tick(tuner: stream.ThreadTuner, prefetch: stream.Prefetch[Any], images: int) -> None:
