@@ -14,7 +14,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install $(TORCH)
-	$(BIN)/pip install -e '.[dev]'
+	@# the installed torch pair is pinned for everything after it: no extra may pull another torch
+	$(BIN)/python -c "import torch, torchvision; print(f\"torch=={torch.__version__.split('+')[0]}\ntorchvision=={torchvision.__version__.split('+')[0]}\")" > $(VENV)/constraints.txt
+	$(BIN)/pip install -c $(VENV)/constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 demo: install

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnnctl.cli import calibrate, config_cmds, data_cmds, evaluate, export, runs, train
+from cnnctl.cli import calibrate, config_cmds, data_cmds, evaluate, explain, export, runs, train
 from cnnctl.cli.common import printable
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command()(train.train)
 app.command()(evaluate.evaluate)
 app.command()(evaluate.predict)
 app.command()(calibrate.calibrate)
+app.command()(explain.explain)
 app.command()(export.export)
 config_app.command("show")(config_cmds.config_show)
 config_app.command("validate")(config_cmds.config_validate)

@@ -296,6 +296,19 @@ def predictions_table(records: list[dict[str, Any]], total: int, failed: int) ->
     return table
 
 
+def explain_table(rows: list[dict[str, Any]], layer: str) -> Table:
+    """cnnctl explain: per image the prediction, the class explained and the PNG (or the error)."""
+    table = Table(title=shown(f"Grad-CAM at layer {layer}"), title_justify="left")
+    for col in ("path", "label", "p", "heat for", "png / error"):
+        table.add_column(col, overflow="fold", justify="right" if col == "p" else "left")
+    for r in rows:
+        prob = "" if r["probability"] is None else f"{r['probability']:.3f}"
+        table.add_row(
+            shown(r["path"]), shown(r["label"]), prob, shown(r["target"]), shown(r["png"] or r["error"])
+        )
+    return table
+
+
 class VerbatimConsole(Console):
     """A rich Console that prints every string as it is: no markup, no emoji codes, no
     highlighting, control characters and non-UTF-8 bytes escaped (`printable`). So a

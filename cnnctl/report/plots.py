@@ -89,8 +89,40 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: Path
     return save(fig, out)
 
 
-def wrong_grid(images: Sequence[Any], captions: Sequence[str], out: Path, title: str = "") -> Path:
-    """The given uint8 (C, H, W) images in a grid, each captioned (true / predicted / confidence)."""
+def _show_image(ax: Any, image: Any, heat: Any = None) -> None:
+    """A uint8 (C, H, W) image (a tensor or array), with a heat map (H, W in [0, 1]) over it."""
+    pixels = image.permute(1, 2, 0).numpy() if hasattr(image, "permute") else image.transpose(1, 2, 0)
+    grey = pixels.shape[2] == 1
+    ax.imshow(pixels[..., 0] if grey else pixels, cmap="gray" if grey else None)
+    if heat is not None:
+        ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+
+
+def explanation(image: Any, heat: Any, caption: str, out: Path, title: str = "") -> Path:
+    """One explained image: the image alone, and with its Grad-CAM heat map over it."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7, 3.9), dpi=100)
+    for ax in (left, right):
+        ax.axis("off")
+    _show_image(left, image)
+    _show_image(right, image, heat)
+    left.set_title("image", fontsize=9)
+    right.set_title("Grad-CAM", fontsize=9)
+    fig.suptitle("\n".join(printable(line) for line in caption.split("\n")), fontsize=9, parse_math=False)
+    if title:
+        fig.text(0.5, 0.01, printable(title), ha="center", fontsize=7, color="grey")
+    return save(fig, out)
+
+
+def wrong_grid(
+    images: Sequence[Any],
+    captions: Sequence[str],
+    out: Path,
+    title: str = "",
+    heat: Sequence[Any] | None = None,
+) -> Path:
+    """The given uint8 (C, H, W) images in a grid, each captioned (true / predicted / confidence),
+    with its Grad-CAM heat map (for the predicted class) over it when `heat` is given."""
     import math
 
     plt = pyplot()
@@ -100,11 +132,9 @@ def wrong_grid(images: Sequence[Any], captions: Sequence[str], out: Path, title:
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), dpi=100, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
-        pixels = image.permute(1, 2, 0).numpy()
-        ax.imshow(
-            pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray" if pixels.shape[2] == 1 else None
-        )
+    maps = list(heat) if heat is not None else [None] * len(images)
+    for ax, image, caption, cam in zip(axes.flat, images, captions, maps, strict=False):
+        _show_image(ax, image, cam)
         shown = "\n".join(printable(line) for line in caption.split("\n"))  # a caption's own lines
         ax.set_title(shown, fontsize=8, parse_math=False)
     if not images:
@@ -212,9 +242,9 @@ def reliability(
     mean_conf = [confidence[i] / counts[i] for i in filled]
     ax.bar([edges[i] for i in filled], accuracy, width=width, align="edge", edgecolor="black",
            color="#4c72b0", label="accuracy in bin")  # fmt: skip
-    ax.bar([edges[i] for i in filled], [c - a for c, a in zip(mean_conf, accuracy, strict=True)],
-           bottom=accuracy, width=width, align="edge", color="#dd8452", alpha=0.5,
-           label="gap to mean confidence")  # fmt: skip
+    gaps = [c - a for c, a in zip(mean_conf, accuracy, strict=True)]
+    ax.bar([edges[i] for i in filled], gaps, bottom=accuracy, width=width, align="edge", fill=False,
+           hatch="//", edgecolor="#c44e52", linewidth=0.8, label="gap to mean confidence")  # fmt: skip
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
