@@ -28,7 +28,7 @@ TINY: dict[str, Any] = {
     "train": {"epochs": 2},
     "seed": 0,
     "device": "cpu",
-    "output": {"plots": False},  # drawn only where a test looks at them (they cost ~0.3 s a run)
+    "output": {"plots": False, "report": False},  # made only where a test looks at them (~0.3 s a run)
 }
 
 

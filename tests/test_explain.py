@@ -14,7 +14,7 @@ from cnnctl.artifacts.loaded import load_model
 from cnnctl.data.synthetic import write_image_folder
 from cnnctl.data.transforms import load_for_model
 from cnnctl.engine import cam
-from cnnctl.workflows.evaluate import _wrong_heat
+from cnnctl.session.eval_plots import wrong_heat
 from tests.conftest import invoke
 from tests.test_export import train_run
 from tests.test_hostile_outputs import one_line_error
@@ -119,6 +119,6 @@ def test_explain_refuses_bad_requests_in_one_line(
 def test_the_wrong_grid_gets_the_heat_of_the_predicted_class(trained_run: Path) -> None:
     loaded = load_model(trained_run, "cpu")
     pictures = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8) for _ in range(3)]
-    maps = _wrong_heat(loaded, pictures, [0, 1, 2])
+    maps = wrong_heat(loaded, pictures, [0, 1, 2])
     assert maps is not None and len(maps) == 3 and maps[0].shape == (16, 16)
-    assert _wrong_heat(loaded, [], []) is None
+    assert wrong_heat(loaded, [], []) is None

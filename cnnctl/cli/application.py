@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnnctl.cli import calibrate, config_cmds, data_cmds, evaluate, explain, export, runs, train
+from cnnctl.cli import calibrate, config_cmds, data_cmds, evaluate, explain, export, report, runs, train
 from cnnctl.cli.common import printable
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command()(evaluate.evaluate)
 app.command()(evaluate.predict)
 app.command()(calibrate.calibrate)
 app.command()(explain.explain)
+app.command()(report.report)
 app.command()(export.export)
 config_app.command("show")(config_cmds.config_show)
 config_app.command("validate")(config_cmds.config_validate)

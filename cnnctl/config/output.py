@@ -17,6 +17,12 @@ class OutputConfig(Section):
     plots: bool = Field(
         True, description="Draw curves and the confusion matrix into <run>/plots/ when training ends."
     )
+    report: bool = Field(
+        True,
+        description="Write <run>/report.html when training ends: one self-contained page (config, "
+        "curves, per-class table, confusion matrix, reliability, ROC/PR, the most confidently wrong "
+        "images with Grad-CAM, dataset counts and the data check); `cnnctl report RUN` rewrites it.",
+    )
 
     @field_validator("name")
     @classmethod

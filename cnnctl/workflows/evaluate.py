@@ -8,8 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from cnnctl.artifacts.loaded import LoadedModel, load_model
 from cnnctl.config import RunConfig, validate
 from cnnctl.core.errors import RunFailed
@@ -18,10 +16,9 @@ from cnnctl.data import (
     LabelledDataset,
 )
 from cnnctl.session.eval_data import eval_batches, eval_dataset
+from cnnctl.session.eval_plots import WRONG_SHOWN, draw_eval_plots
 from cnnctl.tasks.metrics import EvalResult
 from cnnctl.tasks.multi_label_metrics import MultiLabelResult
-
-WRONG_SHOWN = 16  # images in evaluate's "most confidently wrong" grid
 
 
 def evaluate(
@@ -59,7 +56,7 @@ def evaluate(
         for wrong in getattr(result, "wrong", []):
             wrong["path"] = dataset.files[wrong["index"]]
     if plots_dir is not None:
-        _eval_plots(result, dataset, split, plots_dir, loaded)
+        draw_eval_plots(result, dataset, split, plots_dir, loaded)
     return result, what
 
 
@@ -83,55 +80,3 @@ def _with_tta(
     for heavy in ("classes", "most_confident_errors", "confusion_matrix"):
         plain.pop(heavy, None)
     return {"views": [label for label, _ in chosen], **plain}
-
-
-def _wrong_heat(loaded: LoadedModel, images: list[torch.Tensor], predicted: list[int]) -> list[Any] | None:
-    """Grad-CAM maps of the predicted class for the wrong images; None (no overlay) without
-    the grad-cam package or a convolutional layer."""
-    from cnnctl.core.errors import ConfigError
-    from cnnctl.engine import cam
-    from cnnctl.tasks.single_label import BINARY_LOGIT
-
-    if not images:
-        return None
-    try:
-        cam.grad_cam_module()
-        stepper = loaded.stepper
-        x = stepper.model_input(torch.stack(images))
-        _, layer = cam.target_layer(stepper.model, x)
-        maps = cam.heatmaps(
-            stepper.model, x, predicted, layer, binary=stepper.task.output_kind == BINARY_LOGIT
-        )
-    except ConfigError as err:
-        logging.getLogger("cnnctl").debug(f"no Grad-CAM overlay on the wrong grid: {err}")
-        return None
-    return [m.numpy() for m in maps]
-
-
-def _eval_plots(result: Any, dataset: LabelledDataset, split: str, folder: Path, loaded: LoadedModel) -> None:
-    """eval_<split>_pr.png and eval_<split>_roc.png (one-vs-rest curves per class or label),
-    eval_<split>_reliability.png (the reliability diagram), and for single-label eval_<split>_confusion.png and eval_<split>_wrong.png; failures are
-    warnings, not errors."""
-    from cnnctl.report import plots
-
-    try:
-        for kind, (points, scores) in result.ranking().items():
-            out = folder / f"eval_{split}_{kind}.png"
-            plots.ranking_curves(kind, points, result.classes, scores, out, f"{kind.upper()} ({split})")
-        if result.reliability is not None:
-            out = folder / f"eval_{split}_reliability.png"
-            plots.reliability(result.reliability.tolist(), out, f"reliability ({split})", result.ece)
-        if isinstance(result, MultiLabelResult):
-            return
-        plots.confusion(
-            result.confusion.tolist(), result.classes, folder / f"eval_{split}_confusion.png", split
-        )
-        images = [dataset[w["index"]][0] for w in result.wrong]
-        captions = [f"true {w['true']}\npred {w['predicted']} ({w['confidence']:.2f})" for w in result.wrong]
-        title = f"most confidently wrong ({split})"
-        heat = _wrong_heat(loaded, images, [result.classes.index(w["predicted"]) for w in result.wrong])
-        if heat is not None:
-            title += ", Grad-CAM of the predicted class"
-        plots.wrong_grid(images, captions, folder / f"eval_{split}_wrong.png", title, heat)
-    except Exception as err:  # noqa: BLE001 - plots are a convenience
-        logging.getLogger("cnnctl").warning(f"plots not drawn: {err.__class__.__name__}: {err}")

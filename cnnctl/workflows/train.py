@@ -314,8 +314,21 @@ def _finish(run: Session, run_dir: Path, state: FitState, say: Callable[[str], N
             _train_plots(
                 run, run_dir, state, test_result or val_result, "test" if test_result else "val", say
             )
+        if cfg.output.report and best is not None:
+            _report(run, run_dir, summary, say)
         write_json(run_dir / "summary.json", summary)
     return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary, dist.main)
+
+
+def _report(run: Session, run_dir: Path, summary: dict[str, Any], say: Callable[[str], None]) -> None:
+    """report.html (output.report); like a plot, a report that cannot be written is a warning."""
+    from cnnctl.session.run_report import write_report
+
+    try:
+        path, seconds = write_report(run_dir, summary=summary, device=str(run.device))
+        say(f"report {path} ({seconds:.1f}s)")
+    except Exception as err:  # noqa: BLE001 - the run is done; the report is a view of it
+        logging.getLogger("cnnctl").warning(f"report not written: {err.__class__.__name__}: {err}")
 
 
 def _calibrate(run: Session, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
