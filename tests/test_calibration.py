@@ -239,3 +239,16 @@ def test_cnnctl_calibrate_refuses_mismatched_data_in_one_line(
     )
     assert not (tmp_path / "c.pt").exists()
     one_line_error(invoke(runner, "calibrate", tmp_path / "missing.pt", "--out", tmp_path / "c.pt"), 2)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_a_torchscript_export_returns_calibrated_outputs(runner, trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.ts.pt"
+    assert invoke(runner, "export", trained_run, "--format", "torchscript", "--out", out).exit_code == 0
+    meta = json.loads((tmp_path / "m.ts.pt.json").read_text())
+    assert meta["temperature"] == 1.0 and meta["calibration"]["applied"] == "in the graph"
+    loaded, _, batches = _val_batches(trained_run)
+    x, _ = next(iter(batches))
+    scripted = torch.jit.load(str(out))
+    graph = scripted(loaded.stepper.model_input(x).contiguous()).softmax(dim=1)
+    assert torch.allclose(graph, loaded.stepper.predict(x), atol=1e-5)

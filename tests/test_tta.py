@@ -122,3 +122,18 @@ def test_tta_on_a_model_trained_without_flips_says_so_and_changes_nothing(runner
     data = json.loads(result.stdout)
     assert data["tta"]["views"] == ["identity"] and data["tta"]["accuracy"] == data["accuracy"]
     assert "no view to average over" in result.output
+
+
+def test_tta_views_choose_the_views_on_the_command_line(runner, trained_run: Path, tmp_path: Path) -> None:
+    result = invoke(
+        runner, "evaluate", trained_run, "--tta-views", "vflip,hflip", "--json", "-", "--no-plots"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tta"]["views"] == ["identity", "hflip", "vflip"]
+    bad = invoke(runner, "evaluate", trained_run, "--tta-views", "rotate", "--no-plots")
+    assert bad.exit_code == 2 and "hflip, vflip, crops, shifts" in bad.output
+    folder = tmp_path / "imgs"
+    write_image_folder(folder, 3, 1, 16, seed=2, noise=0.05)
+    out = tmp_path / "p.csv"
+    done = invoke(runner, "predict", trained_run, folder, "--tta-views", "crops", "--out", out)
+    assert done.exit_code == 0 and "no view to average over" not in done.output

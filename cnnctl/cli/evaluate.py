@@ -67,6 +67,13 @@ def evaluate(
             "the views data.tta names; auto: those the training augmentation implies).",
         ),
     ] = False,
+    tta_views: Annotated[
+        str | None,
+        typer.Option(
+            "--tta-views",
+            help="These TTA views instead (implies --tta): hflip, vflip, crops, shifts, comma-separated.",
+        ),
+    ] = None,
     force: ForceOption = False,
 ) -> None:
     """Loss, accuracy, top-k, per-class metrics and the confusion matrix of a checkpoint."""
@@ -89,7 +96,14 @@ def evaluate(
             ]
             claim_plots(folder, names, force)  # multi_label draws no confusion or wrong grid
         result, what = evaluate_checkpoint(
-            checkpoint, data, split.value, top_k, batch_size, device or "auto", plots_dir=folder, tta=tta
+            checkpoint,
+            data,
+            split.value,
+            top_k,
+            batch_size,
+            device or "auto",
+            plots_dir=folder,
+            tta=_tta(tta, tta_views),
         )
         plain = result.to_plain()
         if emit_json(json_out, {"checkpoint": str(checkpoint), "evaluated": what, **plain}):
@@ -117,6 +131,13 @@ def predict(
             "--tta", help="Average the probabilities over the model's test-time augmentation views."
         ),
     ] = False,
+    tta_views: Annotated[
+        str | None,
+        typer.Option(
+            "--tta-views",
+            help="These TTA views instead (implies --tta): hflip, vflip, crops, shifts, comma-separated.",
+        ),
+    ] = None,
     force: ForceOption = False,
 ) -> None:
     """Label every image: path, label, probability (and top-k), with unreadable files listed.
@@ -131,7 +152,9 @@ def predict(
         if out is not None and out.suffix.lower() not in (".csv", ".json"):
             raise usage_error(f"--out {out}: use a .csv or .json file name")
         claim(out, force, [checkpoint, *paths], "--out")
-        rows = predict_images(checkpoint, paths, top_k, batch_size, device or "auto", tta=tta)
+        rows = predict_images(
+            checkpoint, paths, top_k, batch_size, device or "auto", tta=_tta(tta, tta_views)
+        )
         shown: list[dict[str, Any]] = []
         total = failed = 0
         for record in write_predictions(rows, out, top_k):
@@ -143,3 +166,12 @@ def predict(
         console.print(predictions_table(shown, total, failed))
         if out is not None:
             console.print(f"{total} predictions written to {out}")
+
+
+def _tta(flag: bool, views: str | None) -> bool | list[str]:
+    """--tta / --tta-views as the workflows take them: False, True (the model's views) or names."""
+    if views is None:
+        return flag
+    from cnnctl.data.tta import parse_names
+
+    return parse_names(views)

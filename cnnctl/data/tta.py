@@ -40,6 +40,17 @@ def default_names(data: DataConfig) -> list[str]:
     return [name for name in NAMES if chosen[name]]
 
 
+def parse_names(text: str, option: str = "--tta-views") -> list[str]:
+    """Comma-separated view names (an option's value), checked."""
+    from cnnctl.core.errors import ConfigError
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [name for name in names if name not in NAMES]
+    if bad or not names:
+        raise ConfigError(f"{option} {text!r}: allowed views, comma-separated: {', '.join(NAMES)}")
+    return [name for name in NAMES if name in names]
+
+
 def views(names: Sequence[str], shift: int = 0) -> list[tuple[str, View]]:
     """(label, transform) per view, the image itself first; `shift` the pixels `shifts` moves
     by (0: 1/16 of the side)."""

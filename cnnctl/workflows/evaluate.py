@@ -29,14 +29,14 @@ def evaluate(
     batch_size: int | None = None,
     device: str = "auto",
     plots_dir: Path | None = None,
-    tta: bool = False,
+    tta: bool | list[str] = False,
 ) -> tuple[EvalResult | MultiLabelResult, str]:
     """Metrics of a checkpoint on a split: of its own dataset, an image folder or a config's.
 
     Returns the result and a description of what was evaluated. With `plots_dir`, also
     draws the confusion matrix and a grid of the most confidently wrong images there. With
     `tta`, the result's `tta` holds the same metrics with the probabilities averaged over the
-    run's test-time augmentation views (`data.tta`).
+    run's test-time augmentation views (`data.tta`), or over the views `tta` names.
     """
     loaded = load_model(checkpoint_path, device)
     cfg = validate(loaded.checkpoint["config"], f"{checkpoint_path} (stored config)")
@@ -51,7 +51,8 @@ def evaluate(
             "weights or the data are broken"
         )
     if tta:
-        result.tta = _with_tta(loaded, cfg, dataset, batch_size, ks)
+        names = list(tta) if isinstance(tta, list) else None
+        result.tta = _with_tta(loaded, cfg, dataset, batch_size, ks, names)
     if isinstance(dataset, FileDataset):
         for wrong in getattr(result, "wrong", []):
             wrong["path"] = dataset.files[wrong["index"]]
@@ -61,16 +62,22 @@ def evaluate(
 
 
 def _with_tta(
-    loaded: LoadedModel, cfg: RunConfig, dataset: LabelledDataset, batch_size: int | None, ks: tuple[int, ...]
+    loaded: LoadedModel,
+    cfg: RunConfig,
+    dataset: LabelledDataset,
+    batch_size: int | None,
+    ks: tuple[int, ...],
+    names: list[str] | None,
 ) -> dict[str, Any]:
-    """The metrics with the probabilities averaged over the TTA views: {views, metrics...}."""
+    """The metrics with the probabilities averaged over the TTA views (`names`, else the run's
+    data.tta): {views, metrics...}."""
     from cnnctl.data import tta
 
-    names = tta.default_names(cfg.data)
+    names = tta.default_names(cfg.data) if names is None else names
     if not names:
         logging.getLogger("cnnctl").warning(
             "--tta: the model trained without flips or crops and data.tta is auto, so there is no "
-            "view to average over (set data.tta: [hflip, ...] in the config to choose some); the "
+            "view to average over (choose some with --tta-views hflip,... or data.tta in the config); the "
             "images are scored as they are"
         )
     chosen = tta.views(names, tta.shift_pixels(cfg.data))

@@ -63,7 +63,7 @@ def predict(
     batch_size: int = 64,
     device: str = "auto",
     workers: int | None = None,
-    tta: bool = False,
+    tta: bool | list[str] = False,
 ) -> Iterator[Prediction]:
     """Label every image under `paths`, streaming results batch by batch (flat memory).
 
@@ -73,11 +73,11 @@ def predict(
     A torch model on the CPU changes torch's (process-wide) intra-op thread count while the
     iterator runs; the count from before is put back when it ends or is closed. With `tta`,
     the probabilities are averaged over the model's test-time augmentation views (the run's
-    `data.tta`; an ONNX model's sidecar records them).
+    `data.tta`; an ONNX model's sidecar records them), or over the views `tta` names.
     """
     model = load_scorer(checkpoint_path, device)
     if tta:
-        model = with_tta(model)
+        model = with_tta(model, list(tta) if isinstance(tta, list) else None)
     files = collect_images(paths)
     k = max(1, min(topk, len(model.classes)))
     dataset = _PredictFiles(files, model.input)
@@ -112,16 +112,19 @@ def predict(
             tuner.close()
 
 
-def with_tta(model: Scorer) -> Scorer:
-    """The scorer averaging over its default TTA views (the image alone when it has none)."""
+def with_tta(model: Scorer, names: list[str] | None = None) -> Scorer:
+    """The scorer averaging over the TTA views `names` (default: the model's own; the image
+    alone when it has none)."""
     import dataclasses
 
     from cnnctl.data import tta
 
+    if names is not None:
+        model = dataclasses.replace(model, tta=names)
     if not model.tta:
         logging.getLogger("cnnctl").warning(
             "--tta: the model trained without flips or crops and data.tta is auto, so there is no "
-            "view to average over; the images are scored as they are"
+            "view to average over (choose some with --tta-views hflip,...); the images are scored as they are"
         )
     chosen = tta.views(model.tta, model.tta_shift)
     return dataclasses.replace(model, score=tta.averaged(model.score, chosen))
