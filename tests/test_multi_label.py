@@ -77,6 +77,9 @@ def test_a_multi_label_run_stores_its_task_and_thresholds(trained: Path) -> None
     assert {"map", "micro_f1", "macro_f1", "exact_match", "hamming_loss", "per_label"} <= set(test)
     assert [row["threshold"] for row in test["per_label"]] == pytest.approx(best["thresholds"])
     assert (trained / "plots" / "pr_test.png").stat().st_size > 1000
+    page = (trained / "report.html").read_text(encoding="utf-8")  # output.report: on by default
+    assert "<h2>per label</h2>" in page and "multi-label: no confusion matrix" in page
+    assert summary["calibration"]["temperature"] == best["temperature"]
     members = read_csv(trained / "splits.csv")
     assert len(members) == 48 and {m["split"] for m in members} == {"train", "val", "test"}
     assert all(set(m["label"].split("|")) <= set(LABELS) and m["label"] for m in members)

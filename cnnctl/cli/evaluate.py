@@ -33,6 +33,13 @@ PlotsOption = Annotated[
         show_default=False,
     ),
 ]
+TtaViewsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tta-views",
+        help="These TTA views instead (implies --tta): hflip, vflip, crops, shifts, comma-separated.",
+    ),
+]
 PredictCheckpointArg = Annotated[
     Path,
     typer.Argument(
@@ -67,13 +74,7 @@ def evaluate(
             "the views data.tta names; auto: those the training augmentation implies).",
         ),
     ] = False,
-    tta_views: Annotated[
-        str | None,
-        typer.Option(
-            "--tta-views",
-            help="These TTA views instead (implies --tta): hflip, vflip, crops, shifts, comma-separated.",
-        ),
-    ] = None,
+    tta_views: TtaViewsOption = None,
     force: ForceOption = False,
 ) -> None:
     """Loss, accuracy, top-k, per-class metrics and the confusion matrix of a checkpoint."""
@@ -131,13 +132,7 @@ def predict(
             "--tta", help="Average the probabilities over the model's test-time augmentation views."
         ),
     ] = False,
-    tta_views: Annotated[
-        str | None,
-        typer.Option(
-            "--tta-views",
-            help="These TTA views instead (implies --tta): hflip, vflip, crops, shifts, comma-separated.",
-        ),
-    ] = None,
+    tta_views: TtaViewsOption = None,
     force: ForceOption = False,
 ) -> None:
     """Label every image: path, label, probability (and top-k), with unreadable files listed.
