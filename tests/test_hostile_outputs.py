@@ -518,6 +518,7 @@ def test_data_synth_replaces_symlinks_never_writes_through_them(
         ({"temperature": -1.0}, "'temperature'"),
         ({"temperature": "hot"}, "'temperature'"),
         ({"temperature": float("nan")}, "'temperature'"),
+        ({"temperature": 1e-300}, "'temperature'"),
         (
             {"input": {"channels": 3, "size": [True, True], "resize": None, "mean": [0] * 3, "std": [1] * 3}},
             "input.size",

@@ -179,9 +179,9 @@ def task_problem(record: Mapping[str, Any], num_classes: int) -> str | None:
         not isinstance(temperature, int | float)
         or isinstance(temperature, bool)
         or not math.isfinite(temperature)
-        or temperature <= 0
+        or not 1e-3 <= temperature <= 1e3
     ):
-        return f"'temperature' {temperature!r} must be a positive number"
+        return f"'temperature' {temperature!r} must be a number from 0.001 to 1000"
     if name == tasks.DEFAULT:
         if kind not in OUTPUT_KINDS:
             return f"'output_kind' {kind!r} is not one of {', '.join(OUTPUT_KINDS)}"

@@ -90,11 +90,12 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: Path
 
 
 def _show_image(ax: Any, image: Any, heat: Any = None) -> None:
-    """A uint8 (C, H, W) image (a tensor or array), with a heat map (H, W in [0, 1]) over it."""
+    """A uint8 (C, H, W) image (a tensor or array), with a heat map (H, W in [0, 1]) over it
+    (none drawn when the map is all zero: no location speaks for the class)."""
     pixels = image.permute(1, 2, 0).numpy() if hasattr(image, "permute") else image.transpose(1, 2, 0)
     grey = pixels.shape[2] == 1
     ax.imshow(pixels[..., 0] if grey else pixels, cmap="gray" if grey else None)
-    if heat is not None:
+    if heat is not None and float(heat.max()) > 0:  # an all-zero map: nothing speaks for the class
         ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
 
 

@@ -148,6 +148,7 @@ def _explain_batch(
             caption = (
                 f"{path.name}: {row.label} ({row.probability:.3f})\n"
                 f"heat for {row.target} (p {row.target_probability:.3f})"
+                + ("" if float(heat[i].max()) > 0 else ": no location speaks for it")
             )
             plots.explanation(
                 images[i].numpy(), heat[i].numpy(), caption, pngs[i], "Grad-CAM · cnnctl explain"
