@@ -79,23 +79,12 @@ def evaluate(
 ) -> None:
     """Loss, accuracy, top-k, per-class metrics and the confusion matrix of a checkpoint."""
     with guarded():
-        from cnnctl.artifacts.outputs import claim_plots
         from cnnctl.report.console import eval_tables
         from cnnctl.workflows.evaluate import evaluate as evaluate_checkpoint
 
         inputs = [checkpoint, checkpoint / "best.pt", *([data] if data else [])]
         claim(json_out, force, inputs, "--json")
-        folder = (
-            None
-            if no_plots
-            else plots or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "plots"
-        )
-        if folder is not None:
-            names = [
-                f"eval_{split.value}_{kind}.png"
-                for kind in ("confusion", "wrong", "pr", "roc", "reliability")
-            ]
-            claim_plots(folder, names, force)  # multi_label draws no confusion or wrong grid
+        folder = None if no_plots else _plots_folder(checkpoint, plots, split.value, force)
         result, what = evaluate_checkpoint(
             checkpoint,
             data,
@@ -161,6 +150,16 @@ def predict(
         console.print(predictions_table(shown, total, failed))
         if out is not None:
             console.print(f"{total} predictions written to {out}")
+
+
+def _plots_folder(checkpoint: Path, plots: Path | None, split: str, force: bool) -> Path:
+    """Where evaluate draws (default: the run's plots/), its PNG names claimed first."""
+    from cnnctl.artifacts.outputs import claim_plots
+
+    folder = plots or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "plots"
+    kinds = ("confusion", "wrong", "pr", "roc", "reliability")  # multi_label: no confusion or wrong grid
+    claim_plots(folder, [f"eval_{split}_{kind}.png" for kind in kinds], force)
+    return folder
 
 
 def _tta(flag: bool, views: str | None) -> bool | list[str]:
