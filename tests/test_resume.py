@@ -20,8 +20,10 @@ import yaml
 
 from cnnctl.artifacts import checkpoint as ckpt
 from cnnctl.config import load_config
+from cnnctl.core.errors import RunFailed
 from cnnctl.engine.stepper import Stepper
 from cnnctl.session import build as session_build
+from cnnctl.session import training
 from cnnctl.workflows import train as workflows
 from tests.conftest import TINY, invoke, merge
 
@@ -200,7 +202,7 @@ def test_nan_policy_skip_batch_skips_and_reports(write_config, monkeypatch: pyte
 
     calls["n"] = 0
     stop = load_config(write_config({"train": {"nan_policy": "stop"}}, name="stop"))
-    with pytest.raises(workflows.RunFailed, match="non-finite training loss .* at epoch 1, batch 3"):
+    with pytest.raises(RunFailed, match="non-finite training loss .* at epoch 1, batch 3"):
         workflows.train(stop, "stop")
 
 
@@ -212,7 +214,7 @@ def test_deferred_loss_check_names_the_first_bad_batch(write_config, monkeypatch
     cfg = load_config(
         write_config({"train": {"nan_policy": "stop"}, "data": {"batch_size": 2}}, name="deferred")
     )
-    with pytest.raises(workflows.RunFailed, match="non-finite training loss .* at epoch 1, batch 4"):
+    with pytest.raises(RunFailed, match="non-finite training loss .* at epoch 1, batch 4"):
         workflows.train(cfg, "deferred")
     assert calls["n"] == 9  # the epoch's other batches ran before the check at its end caught it
     assert not list(Path(cfg.output.dir).rglob("*.pt"))
@@ -242,13 +244,13 @@ def test_non_finite_weights_are_never_saved(runner, write_config, monkeypatch: p
 
 def test_deterministic_switches_torch_to_deterministic_kernels(write_config, monkeypatch) -> None:
     seen: list[bool] = []
-    original = workflows.fit
+    original = training.fit  # patched where it is used: the training run
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         seen.append(torch.are_deterministic_algorithms_enabled())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(workflows, "fit", spy)
+    monkeypatch.setattr(training, "fit", spy)
     try:
         workflows.train(load_config(write_config({"train": {"deterministic": True}})), "det")
         workflows.train(load_config(write_config({"train": {"deterministic": False}}, name="free")), "free")

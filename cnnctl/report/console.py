@@ -309,6 +309,40 @@ def explain_table(rows: list[dict[str, Any]], layer: str) -> Table:
     return table
 
 
+def tune_table(result: dict[str, Any]) -> list[Table]:
+    """cnnctl tune: one row per trial (its parameters, value, epochs, seconds), then the
+    importance of each key when Optuna could compute it."""
+    rows = result["trials"]
+    keys = sorted({k for r in rows for k in r["params"]})
+    table = Table(title=shown(f"study {result['study']} ({result['direction']})"), title_justify="left")
+    for col in ("trial", "state", "value", "epochs", "seconds", *keys):
+        table.add_column(col, justify="left" if col == "state" else "right")
+    best = (result.get("best") or {}).get("number")
+    for r in rows:
+        params = [
+            shown(
+                f"{r['params'][k]:.4g}"
+                if isinstance(r["params"].get(k), float)
+                else str(r["params"].get(k, ""))
+            )
+            for k in keys
+        ]
+        mark = "*" if r["number"] == best else ""
+        seconds = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
+        table.add_row(
+            f"{r['number']}{mark}", r["state"], _num(r["value"]), str(r["epochs"] or ""), seconds, *params
+        )
+    tables = [table]
+    if result.get("importance"):
+        importance = Table(title="importance (Optuna, fANOVA)", title_justify="left")
+        importance.add_column("key")
+        importance.add_column("importance", justify="right")
+        for key, value in result["importance"].items():
+            importance.add_row(shown(key), f"{value:.3f}")
+        tables.append(importance)
+    return tables
+
+
 class VerbatimConsole(Console):
     """A rich Console that prints every string as it is: no markup, no emoji codes, no
     highlighting, control characters and non-UTF-8 bytes escaped (`printable`). So a

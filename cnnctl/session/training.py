@@ -9,7 +9,6 @@ finishes the run: best.pt tested, summary.json and the plots written.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from cnnctl.session.build import Session, batch_size, build_session
 from cnnctl.session.calibrate import calibrate, rewrite_with
 from cnnctl.session.hooks import checkpointer, unfreezer
 from cnnctl.session.lr import resolve_auto_lr
+from cnnctl.session.run_outputs import train_plots, write_run_report
 from cnnctl.tasks.metrics import EvalResult
 
 
@@ -56,10 +56,13 @@ def train(
     progress: Progress | None = None,
     log: Any = None,
     resume: ResumePoint | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainOutcome:
     """Train a model as `cfg` says; write the run directory; evaluate best.pt on test.
 
     With `resume`, continue that run in its own directory from its last completed epoch.
+    `on_epoch(row)` is called with each epoch's metrics row once its checkpoints are written
+    (tune's pruner: an exception it raises stops the run there, resumable from last.pt).
     SIGINT/SIGTERM stop at the next batch boundary with `Interrupted` (exit 130/143).
     """
     dist = Dist.from_env(cfg.device)  # torchrun: join the process group; else one process
@@ -72,6 +75,7 @@ def train(
             cfg = resolve_auto_lr(cfg, dist, signals)  # optimizer.lr: auto → an lr-find sweep first
             run = build_session(cfg, resume, signals, dist)
             with contextlib.ExitStack() as held:  # the run's lock, released however it ends
+                run.on_epoch = on_epoch
                 return _train_in(
                     run, run_name, force, progress or SilentProgress(), say, resume, signals, held
                 )
@@ -152,7 +156,7 @@ def _train_in(
         sinks.append(MetricsLog(run_dir / "metrics.csv", rows=state.history))
         if cfg.logging.tensorboard:
             sinks.append(TensorBoardLog(run_dir / "tensorboard"))
-    on_epoch_end = checkpointer(run, run_dir, sinks)
+    on_epoch_end = _with_callback(checkpointer(run, run_dir, sinks), run.on_epoch)
     if resume is not None:  # last: building the session used the RNGs too
         per_rank = resume.checkpoint.get("rng_ranks") or []
         with unusable(run_dir / "last.pt"):
@@ -162,6 +166,19 @@ def _train_in(
     finally:
         _close(sinks)
     return _finish(run, run_dir, state, say)
+
+
+def _with_callback(
+    hook: Callable[..., None], callback: Callable[[dict[str, Any]], None] | None
+) -> Callable[..., None]:
+    if callback is None:
+        return hook
+
+    def on_epoch_end(row: Any, state: FitState, is_best: bool, result: Any = None) -> None:
+        hook(row, state, is_best, result)
+        callback(row.to_plain())
+
+    return on_epoch_end
 
 
 def _opening_line(run: Session, run_dir: Path) -> str:
@@ -312,24 +329,11 @@ def _finish(run: Session, run_dir: Path, state: FitState, say: Callable[[str], N
         summary["processes"] = dist.world
     if dist.main:  # summary.json last: its presence says the run is done
         if cfg.output.plots:
-            _train_plots(
-                run, run_dir, state, test_result or val_result, "test" if test_result else "val", say
-            )
+            train_plots(run, run_dir, state, test_result or val_result, "test" if test_result else "val", say)
         if cfg.output.report and best is not None:
-            _report(run, run_dir, summary, say)
+            write_run_report(run, run_dir, summary, say)
         write_json(run_dir / "summary.json", summary)
     return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary, dist.main)
-
-
-def _report(run: Session, run_dir: Path, summary: dict[str, Any], say: Callable[[str], None]) -> None:
-    """report.html (output.report); like a plot, a report that cannot be written is a warning."""
-    from cnnctl.session.run_report import write_report
-
-    try:
-        path, seconds = write_report(run_dir, summary=summary, device=str(run.device))
-        say(f"report {path} ({seconds:.1f}s)")
-    except Exception as err:  # noqa: BLE001 - the run is done; the report is a view of it
-        logging.getLogger("cnnctl").warning(f"report not written: {err.__class__.__name__}: {err}")
 
 
 def _calibrate(run: Session, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
@@ -356,36 +360,3 @@ def _best_of(run_dir: Path, run_id: str) -> tuple[dict[str, Any], dict[str, Any]
     data = load_own_checkpoint(run_dir / "best.pt", run_id)
     keys = ("task", "output_kind", "classes", "thresholds", "label_separator", "temperature")
     return data["model"], {k: data[k] for k in keys if k in data}
-
-
-def _train_plots(
-    run: Session,
-    run_dir: Path,
-    state: FitState,
-    result: Any,
-    split: str,
-    say: Callable[[str], None],
-) -> None:
-    """curves.png, and of best.pt on `split` the PR and ROC curves and (single-label) the
-    confusion matrix; a plot that cannot be drawn is a warning, never a failed run."""
-    from cnnctl.report import plots
-
-    try:
-        plots.curves(state.history, state.best_epoch, run_dir / "plots" / "curves.png")
-        if result is not None:
-            for kind, (points, scores) in result.ranking().items():
-                out = run_dir / "plots" / f"{kind}_{split}.png"
-                plots.ranking_curves(kind, points, result.classes, scores, out, f"best.pt, {split}")
-            if result.reliability is not None:
-                out = run_dir / "plots" / f"reliability_{split}.png"
-                plots.reliability(result.reliability.tolist(), out, f"best.pt, {split}", result.ece)
-        if result is not None and not hasattr(result, "per_label"):
-            plots.confusion(
-                result.confusion.tolist(),
-                run.splits.classes,
-                run_dir / "plots" / f"confusion_{split}.png",
-                title=f"best.pt, {split}",
-            )
-        say(f"plots in {run_dir / 'plots'}")
-    except Exception as err:  # noqa: BLE001 - plots are a convenience, the run is done
-        logging.getLogger("cnnctl").warning(f"plots not drawn: {err.__class__.__name__}: {err}")
