@@ -145,3 +145,24 @@ def test_a_killed_tune_continues_with_the_same_command(tmp_path: Path) -> None:
     assert trials[0].state.name == "FAIL"
     assert [t.state.name for t in trials[1:]] == ["COMPLETE", "COMPLETE"]
     assert trials[1].params == interrupted.params  # its parameters ran again first
+
+
+def test_ctrl_c_writes_the_tables_and_the_same_command_reruns_the_stopped_trial(tmp_path: Path) -> None:
+    config, space_file = write(tmp_path, epochs=40, samples_per_class=40)
+    stopped = _tune_process(config, space_file, 2)
+    folder = tmp_path / "runs" / "tiny"
+    deadline = time.monotonic() + 120
+    while not (folder / "trial-0" / "last.pt").is_file():
+        assert time.monotonic() < deadline and stopped.poll() is None
+        time.sleep(0.2)
+    stopped.send_signal(signal.SIGINT)
+    out = stopped.communicate(timeout=120)[0]
+    assert stopped.returncode == 130, out
+    assert "the same command continues the study" in out
+    assert json.loads((folder / "tune.json").read_text())["trials"][0]["state"] == "fail"
+    write(tmp_path, epochs=2)
+    again = _tune_process(config, space_file, 2)
+    out = again.communicate(timeout=600)[0]
+    assert again.returncode == 0 and "trial 0 was stopped" in out, out
+    trials = study(folder).trials
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0

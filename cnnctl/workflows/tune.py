@@ -9,8 +9,8 @@
 - The study lives in Optuna's RDB storage: by default a SQLite file `<study folder>/study.db`.
   Several `cnnctl tune` processes on one storage share the study: each asks it for the next
   trial and they stop together once `--trials` trials are finished.
-- A tune that is killed continues with the same command. Its interrupted trial (this machine's
-  process is gone) is marked failed and its parameters are tried again first.
+- A tune that is stopped (Ctrl-C) or killed continues with the same command on the same
+  machine: its interrupted trial is failed and its parameters are tried again first.
 - The end (or Ctrl-C) writes trials.csv, best.yaml (the base config with the best parameters,
   ready for `cnnctl train`) and tune.json, and computes Optuna's importance of each key.
 """
@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,9 +120,8 @@ def _study(optuna: Any, url: str, name: str, cfg: RunConfig, pruner: str) -> tup
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # several processes, one file
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
     try:
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, **kwargs)
+        storage = optuna.storages.RDBStorage(url, **kwargs)
     except Exception as err:  # noqa: BLE001 - a bad URL or an unreachable database
         raise ConfigError(
             f"--storage {url}: cannot open it ({err.__class__.__name__}: {str(err).splitlines()[0]})"
@@ -169,6 +167,10 @@ def _run_trial(optuna: Any, study: Any, trial: Any, objective: Callable[[Any], f
     except optuna.TrialPruned:
         study.tell(trial, state=state.PRUNED)
         return
+    except Interrupted:
+        trial.set_user_attr("interrupted", True)  # the same command runs its parameters again
+        study.tell(trial, state=state.FAIL)
+        raise
     except BaseException:
         study.tell(trial, state=state.FAIL)
         raise
@@ -181,20 +183,26 @@ def _counted(study: Any) -> int:
 
 
 def _retry_orphans(optuna: Any, study: Any, storage: Any, say: Callable[[str], None]) -> None:
-    """A RUNNING trial whose process on this machine is gone (a killed tune) is failed, and its
-    parameters are queued to run again."""
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    """Trials a stopped tune left behind run again first: a RUNNING one whose process on this
+    machine is gone (killed) is failed, and it and an interrupted one (Ctrl-C) are queued
+    again with their parameters, once."""
+    host, state = socket.gethostname(), optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for trial in trials:
         pid = trial.user_attrs.get("pid")
-        if trial.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
+        mine = trial.user_attrs.get("host") == host and isinstance(pid, int)
+        orphan = trial.state == state.RUNNING and mine and not _alive(pid)
+        stopped = trial.state == state.FAIL and trial.user_attrs.get("interrupted")
+        if not (orphan or stopped) or trial.number in retried:
             continue
-        study_id = storage.get_study_id_from_name(study.study_name)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        if orphan:
+            study_id = storage.get_study_id_from_name(study.study_name)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_state_values(trial_id, state.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        say(
-            f"trial {trial.number} was interrupted (process {pid} is gone): failed, and its parameters run again"
-        )
+        how = f"was interrupted (process {pid} is gone)" if orphan else "was stopped"
+        say(f"trial {trial.number} {how}: its parameters run again")
 
 
 def _alive(pid: int) -> bool:
