@@ -166,3 +166,19 @@ def test_ctrl_c_writes_the_tables_and_the_same_command_reruns_the_stopped_trial(
     assert again.returncode == 0 and "trial 0 was stopped" in out, out
     trials = study(folder).trials
     assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
+
+
+def test_a_trial_whose_run_fails_is_recorded_and_the_study_goes_on(runner, tmp_path: Path) -> None:
+    space = {"optimizer.lr": {"type": "categorical", "choices": [0.01, 1.0e12]}}
+    config, space_file = write(tmp_path, epochs=2, space=space)
+    result = invoke(
+        runner, "tune", config, "--space", space_file, "--trials", "6", "--pruner", "none", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    trials = json.loads(result.stdout)["trials"]
+    assert len(trials) == 6
+    failed = [t for t in trials if t["state"] == "fail"]
+    assert failed and all(
+        t["params"]["optimizer.lr"] == 1.0e12 and "non-finite" in t["error"] for t in failed
+    )
+    assert all(t["state"] == "complete" for t in trials if t["params"]["optimizer.lr"] == 0.01)

@@ -97,7 +97,7 @@ def tune(
     objective = _objective(optuna, cfg, params, folder, say)
     try:
         while (trial := _next_trial(study, trials, folder)) is not None:
-            _run_trial(optuna, study, trial, objective)
+            _run_trial(optuna, study, trial, objective, say)
     except Interrupted:
         say("tune stopped; the same command continues the study")
         _write_outputs(_result(optuna, study, study_name, url, folder, cfg), cfg, params)
@@ -159,7 +159,9 @@ def _next_trial(study: Any, trials: int, folder: Path) -> Any:
         return study.ask()
 
 
-def _run_trial(optuna: Any, study: Any, trial: Any, objective: Callable[[Any], float]) -> None:
+def _run_trial(
+    optuna: Any, study: Any, trial: Any, objective: Callable[[Any], float], say: Callable[[str], None]
+) -> None:
     """Run one trial and tell the study how it ended (a failure is told, then raised)."""
     state = optuna.trial.TrialState
     try:
@@ -171,6 +173,11 @@ def _run_trial(optuna: Any, study: Any, trial: Any, objective: Callable[[Any], f
         trial.set_user_attr("interrupted", True)  # the same command runs its parameters again
         study.tell(trial, state=state.FAIL)
         raise
+    except CnnctlError as err:  # this trial's settings failed (diverged, no lr found...): the study goes on
+        trial.set_user_attr("error", str(err))
+        study.tell(trial, state=state.FAIL)
+        say(f"trial {trial.number}: failed: {err}")
+        return
     except BaseException:
         study.tell(trial, state=state.FAIL)
         raise
@@ -178,8 +185,13 @@ def _run_trial(optuna: Any, study: Any, trial: Any, objective: Callable[[Any], f
 
 
 def _counted(study: Any) -> int:
-    """Trials finished or under way (in any process): what `--trials` caps."""
-    return sum(t.state.name in (*FINISHED, "RUNNING", "WAITING") for t in study.get_trials(deepcopy=False))
+    """Trials finished (a trial whose run failed included), under way or queued, in any
+    process: what `--trials` caps. An interrupted trial does not count: it runs again."""
+    return sum(
+        t.state.name in (*FINISHED, "RUNNING", "WAITING")
+        or (t.state.name == "FAIL" and "error" in t.user_attrs)
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def _retry_orphans(optuna: Any, study: Any, storage: Any, say: Callable[[str], None]) -> None:
@@ -298,6 +310,7 @@ def _row(trial: Any) -> dict[str, Any]:
         "seconds": trial.user_attrs.get("seconds"),
         "run_dir": trial.user_attrs.get("run_dir"),
         "params": dict(trial.params),
+        "error": trial.user_attrs.get("error"),
     }
 
 
