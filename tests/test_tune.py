@@ -110,7 +110,8 @@ def _tune_process(config: Path, space: Path, trials: int) -> subprocess.Popen[st
 
 
 def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
-    config, space_file = write(tmp_path, epochs=2)
+    # trials of a few seconds each: far longer than the two processes' start-up skew
+    config, space_file = write(tmp_path, epochs=3, samples_per_class=24)
     first, second = _tune_process(config, space_file, 8), _tune_process(config, space_file, 8)
     outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
