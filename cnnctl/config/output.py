@@ -40,3 +40,19 @@ class LoggingConfig(Section):
         description="Also write TensorBoard scalars to <run>/tensorboard/ (needs the tensorboard "
         "package: pip install cnnctl[tensorboard]).",
     )
+    mlflow: bool = Field(
+        False,
+        description="Track the run in MLflow (pip install cnnctl[mlflow]): every resolved config key as "
+        "a param, per-epoch metrics, test metrics, tags and artifacts (plots, summary.json, config.yaml, "
+        "report.html). Off the training loop; a tracking failure warns once and never stops training. "
+        "Only rank 0 logs under DDP; tune and cv log each trial or fold as a child run.",
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; null = MLFLOW_TRACKING_URI if set, else the SQLite file "
+        "<output.dir>/mlflow.db (artifacts in <output.dir>/mlartifacts/).",
+    )
+    mlflow_experiment: str | None = Field(
+        None, description="MLflow experiment; null = the config file's stem (the default run name)."
+    )
+    mlflow_checkpoints: bool = Field(False, description="Also upload best.pt and last.pt to MLflow.")

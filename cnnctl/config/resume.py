@@ -30,6 +30,10 @@ FREE = frozenset(
         "output.name",
         "output.plots",
         "logging.tensorboard",
+        "logging.mlflow",
+        "logging.mlflow_uri",
+        "logging.mlflow_experiment",
+        "logging.mlflow_checkpoints",
     }
 )
 SAFE = frozenset(

@@ -61,6 +61,7 @@ class Session:
     test_data: LabelledDataset | None  # the test split as the stepper takes it (features if cached)
     run_id: str = ""  # the run dir's id, known once the run dir is claimed
     on_epoch: Any = None  # called with each epoch's metrics row after its checkpoints (tune)
+    tracking: Any = None  # (MLflow experiment, parent run id) a tune or cv asks for
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnctl import tasks
 from cnnctl.artifacts import checkpoint as ckpt
+from cnnctl.artifacts import tracking
 from cnnctl.artifacts.resume import ResumePoint, load_own_checkpoint, own_run_id, restore, unusable
 from cnnctl.artifacts.run_logs import MetricsLog, TensorBoardLog, write_splits
 from cnnctl.artifacts.rundir import check_name, create_run_dir, lock_run
@@ -57,12 +58,14 @@ def train(
     log: Any = None,
     resume: ResumePoint | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    tracking_as: tuple[str | None, str | None] | None = None,
 ) -> TrainOutcome:
     """Train a model as `cfg` says; write the run directory; evaluate best.pt on test.
 
     With `resume`, continue that run in its own directory from its last completed epoch.
     `on_epoch(row)` is called with each epoch's metrics row once its checkpoints are written
     (tune's pruner: an exception it raises stops the run there, resumable from last.pt).
+    `tracking_as` = (MLflow experiment, parent run id) for logging.mlflow (tune, cv).
     SIGINT/SIGTERM stop at the next batch boundary with `Interrupted` (exit 130/143).
     """
     dist = Dist.from_env(cfg.device)  # torchrun: join the process group; else one process
@@ -75,7 +78,7 @@ def train(
             cfg = resolve_auto_lr(cfg, dist, signals)  # optimizer.lr: auto → an lr-find sweep first
             run = build_session(cfg, resume, signals, dist)
             with contextlib.ExitStack() as held:  # the run's lock, released however it ends
-                run.on_epoch = on_epoch
+                run.on_epoch, run.tracking = on_epoch, tracking_as
                 return _train_in(
                     run, run_name, force, progress or SilentProgress(), say, resume, signals, held
                 )
@@ -137,6 +140,8 @@ def _train_in(
     state = FitState()
     if cfg.logging.tensorboard:
         TensorBoardLog.require()
+    if cfg.logging.mlflow:
+        tracking.require()
     run_dir, run.run_id = _claim(run, run_name, force, resume, held)
     if resume is not None:
         state = restore(resume, run.model, run.stepper, run.run_id, write=dist.main)
@@ -151,21 +156,41 @@ def _train_in(
         if run.splits.members:  # file-based sources: which file went to which split
             write_splits(run_dir / "splits.csv", run.splits.members)
     say(_opening_line(run, run_dir))
-    sinks: list[Any] = []
-    if dist.main:
-        sinks.append(MetricsLog(run_dir / "metrics.csv", rows=state.history))
-        if cfg.logging.tensorboard:
-            sinks.append(TensorBoardLog(run_dir / "tensorboard"))
+    sinks, tracker = _sinks(run, run_dir, run_name, state) if dist.main else ([], None)
     on_epoch_end = _with_callback(checkpointer(run, run_dir, sinks), run.on_epoch)
     if resume is not None:  # last: building the session used the RNGs too
         per_rank = resume.checkpoint.get("rng_ranks") or []
         with unusable(run_dir / "last.pt"):
             ckpt.restore_rng(per_rank[dist.rank] if len(per_rank) == dist.world else resume.checkpoint["rng"])
     try:
-        state = _fit(run, state, progress, on_epoch_end, run_dir, signals)
-    finally:
-        _close(sinks)
-    return _finish(run, run_dir, state, say)
+        try:
+            state = _fit(run, state, progress, on_epoch_end, run_dir, signals)
+        finally:
+            _close(sinks)
+        outcome = _finish(run, run_dir, state, say)
+    except BaseException as err:
+        if tracker is not None:  # an interrupted or pruned run is KILLED, a failed one FAILED
+            failed = isinstance(err, CnnctlError) and not isinstance(err, Interrupted)
+            tracker.finish(None, "FAILED" if failed else "KILLED")
+        raise
+    if tracker is not None:
+        tracker.finish(outcome.summary)
+    return outcome
+
+
+def _sinks(run: Session, run_dir: Path, run_name: str, state: FitState) -> tuple[list[Any], Any]:
+    """Where epoch rows go (rank 0): metrics.csv, TensorBoard, MLflow; and the MLflow tracker."""
+    cfg = run.cfg
+    sinks: list[Any] = [MetricsLog(run_dir / "metrics.csv", rows=state.history)]
+    if cfg.logging.tensorboard:
+        sinks.append(TensorBoardLog(run_dir / "tensorboard"))
+    tracker = None
+    if cfg.logging.mlflow:
+        experiment, parent = run.tracking or (None, None)
+        name = cfg.logging.mlflow_experiment or experiment or run_name
+        tracker = tracking.MlflowTracker(cfg, run_dir, name, parent)
+        sinks.append(tracker)
+    return sinks, tracker
 
 
 def _with_callback(

@@ -94,7 +94,8 @@ def tune(
     with _creating(url, folder):  # two processes starting at once must not both create the schema
         study, store = _study(optuna, url, study_name, cfg, pruner)
     _retry_orphans(optuna, study, store, say)
-    objective = _objective(optuna, cfg, params, folder, say)
+    parent = _parent_run(cfg, study, study_name, folder)
+    objective = _objective(optuna, cfg, params, folder, say, parent)
     try:
         while (trial := _next_trial(study, trials, folder)) is not None:
             _run_trial(optuna, study, trial, objective, say)
@@ -104,7 +105,28 @@ def tune(
         raise
     result = _result(optuna, study, study_name, url, folder, cfg)
     _write_outputs(result, cfg, params)
+    if parent is not None:
+        from cnnctl.artifacts.tracking import end_parent
+
+        end_parent(cfg, parent[1], {"best_value": result.best["value"]} if result.best else {})
     return result
+
+
+def _parent_run(cfg: RunConfig, study: Any, name: str, folder: Path) -> tuple[str, str | None] | None:
+    """With logging.mlflow: (experiment, the study's parent MLflow run), made once per study
+    (its id kept in the study, so every process's trials are children of one run)."""
+    if not cfg.logging.mlflow:
+        return None
+    from cnnctl.artifacts.tracking import parent_run
+
+    experiment = cfg.logging.mlflow_experiment or name
+    with _creating("", folder):
+        known = study.user_attrs.get("mlflow_parent")
+        if not isinstance(known, str):
+            known = parent_run(cfg, experiment, f"tune {name}", {"cnnctl.study": name})
+            if known is not None:
+                study.set_user_attr("mlflow_parent", known)
+    return experiment, known
 
 
 def _creating(url: str, folder: Path) -> Any:
@@ -238,7 +260,12 @@ def suggest(trial: Any, param: Param) -> Any:
 
 
 def _objective(
-    optuna: Any, cfg: RunConfig, params: list[Param], folder: Path, say: Callable[[str], None]
+    optuna: Any,
+    cfg: RunConfig,
+    params: list[Param],
+    folder: Path,
+    say: Callable[[str], None],
+    parent: tuple[str, str | None] | None = None,
 ) -> Callable[[Any], float]:
     monitor = cfg.train.monitor
 
@@ -246,7 +273,12 @@ def _objective(
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
         values = {param.key: suggest(trial, param) for param in params}
-        raw = with_values(cfg.to_plain(), {**values, "output.dir": str(folder), "output.name": None})
+        where = {"output.dir": str(folder), "output.name": None}
+        if parent is not None:  # the trials log where the study's parent run is, not in the study folder
+            from cnnctl.artifacts.tracking import tracking_uri
+
+            where["logging.mlflow_uri"] = tracking_uri(cfg)
+        raw = with_values(cfg.to_plain(), {**values, **where})
         trial_cfg = validate(raw, f"trial {trial.number}")
 
         def on_epoch(row: dict[str, Any]) -> None:
@@ -257,7 +289,7 @@ def _objective(
         started = time.perf_counter()
         shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         try:
-            outcome = train(trial_cfg, f"trial-{trial.number}", on_epoch=on_epoch)
+            outcome = train(trial_cfg, f"trial-{trial.number}", on_epoch=on_epoch, tracking_as=parent)
         except Pruned as stop:
             trial.set_user_attr("seconds", time.perf_counter() - started)
             say(f"trial {trial.number}: {shown} → pruned after epoch {stop.args[0]}")
