@@ -78,3 +78,16 @@ def test_tune_trials_are_children_of_one_parent_run(runner, tmp_path: Path, monk
     assert len(parents) == 1 and len(children) == 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert "best_value" in parents[0].data.metrics
+
+
+def test_a_resumed_run_logs_into_the_same_mlflow_run(runner, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert invoke(runner, "train", write(tmp_path, {"mlflow": True}, epochs=2)).exit_code == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    more = invoke(runner, "train", "--resume", run_dir, "--set", "train.epochs=3", "--force")
+    assert more.exit_code == 0, more.output
+    (run,) = runs_of(tmp_path / "runs" / "mlflow.db", "tiny")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
+    assert run.info.status == "FINISHED"
+    assert json.loads((run_dir / "mlflow.json").read_text())["run_id"] == run.info.run_id
