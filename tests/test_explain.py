@@ -122,3 +122,14 @@ def test_the_wrong_grid_gets_the_heat_of_the_predicted_class(trained_run: Path) 
     maps = wrong_heat(loaded, pictures, [0, 1, 2])
     assert maps is not None and len(maps) == 3 and maps[0].shape == (16, 16)
     assert wrong_heat(loaded, [], []) is None
+
+
+def test_heat_maps_of_a_frozen_backbone() -> None:
+    """model.freeze: backbone leaves no parameter before the head needing gradients."""
+    model = torchvision.models.resnet18(num_classes=3).eval()
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("fc."))
+    inputs = torch.randn(2, 3, 64, 64)
+    _, layer = cam.target_layer(model, inputs)
+    maps = cam.heatmaps(model, inputs, [0, 1], layer)
+    assert maps.shape == (2, 64, 64) and bool(torch.isfinite(maps).all())

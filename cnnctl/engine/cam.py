@@ -94,6 +94,9 @@ def heatmaps(
     cam_module = grad_cam_module()
     model.eval()
     targets: list[Callable[[torch.Tensor], torch.Tensor]] = [_Output(int(c), binary) for c in classes]
+    # The input itself tracks gradients, so the activations do even when every parameter
+    # before the layer is frozen (model.freeze: backbone).
+    tracked = inputs.detach().clone().requires_grad_(True)
     with torch.enable_grad(), cam_module.GradCAM(model=model, target_layers=[layer]) as cam:
-        maps = cam(input_tensor=inputs, targets=targets)
+        maps = cam(input_tensor=tracked, targets=targets)
     return torch.as_tensor(maps, dtype=torch.float32)

@@ -93,7 +93,8 @@ def tune(
     url = storage or f"sqlite:///{(folder / 'study.db').absolute()}"
     with _creating(url, folder):  # two processes starting at once must not both create the schema
         study, store = _study(optuna, url, study_name, cfg, pruner)
-    _retry_orphans(optuna, study, store, say)
+    with _creating(url, folder):  # two processes restarted together must not both retry a trial
+        _retry_orphans(optuna, study, store, say)
     parent = _parent_run(cfg, study, study_name, folder)
     objective = _objective(optuna, cfg, params, folder, say, parent)
     try:
