@@ -61,22 +61,34 @@ def parent_run(cfg: RunConfig, experiment: str, name: str, tags: Mapping[str, st
     require()
     try:
         tracker = client(tracking_uri(cfg))
-        found = tracker.get_experiment_by_name(experiment)
-        location = None
-        if not cfg.logging.mlflow_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
-            location = (Path(cfg.output.dir) / "mlartifacts" / experiment).absolute().as_uri()
-        exp_id = (
-            found.experiment_id
-            if found is not None
-            else tracker.create_experiment(experiment, artifact_location=location)
+        run = tracker.create_run(
+            experiment_id(tracker, cfg, experiment),
+            tags={"mlflow.runName": name, "cnnctl.version": __version__, **tags},
         )
-        run = tracker.create_run(exp_id, tags={"mlflow.runName": name, "cnnctl.version": __version__, **tags})
         return str(run.info.run_id)
     except Exception as err:  # noqa: BLE001 - tracking never stops the work
         logging.getLogger("cnnctl").warning(
             f"MLflow tracking failed ({err.__class__.__name__}); going on without a parent run"
         )
         return None
+
+
+def experiment_id(tracker: Any, cfg: RunConfig, name: str) -> str:
+    """The id of MLflow experiment `name`, made when missing (its artifacts beside our own
+    SQLite store when that is where tracking goes); another process making it first is fine."""
+    found = tracker.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    location = None
+    if not cfg.logging.mlflow_uri and not os.environ.get("MLFLOW_TRACKING_URI"):  # ours: beside the db
+        location = (Path(cfg.output.dir) / "mlartifacts" / name).absolute().as_uri()
+    try:
+        return str(tracker.create_experiment(name, artifact_location=location))
+    except Exception:  # noqa: BLE001 - another process made it first
+        again = tracker.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
 
 
 def end_parent(
@@ -150,7 +162,7 @@ class MlflowTracker:
                 "mlflow.runName": self.run_dir.name}  # fmt: skip
         if parent:
             tags["mlflow.parentRunId"] = parent
-        run = self.client.create_run(self._experiment_id(cfg, experiment), tags=tags)
+        run = self.client.create_run(experiment_id(self.client, cfg, experiment), tags=tags)
         self.run_id = run.info.run_id
         write_json(self.run_dir / RECORD, {"run_id": self.run_id, "uri": self.uri, "experiment": experiment})
         params = [Param(k, str(v)[:6000]) for k, v in flat(cfg.to_plain())]
@@ -171,21 +183,6 @@ class MlflowTracker:
         ):
             return None
         return str(record["run_id"])
-
-    def _experiment_id(self, cfg: RunConfig, name: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return str(found.experiment_id)
-        location = None
-        if not cfg.logging.mlflow_uri and not os.environ.get("MLFLOW_TRACKING_URI"):  # ours: beside the db
-            location = (Path(cfg.output.dir) / "mlartifacts" / name).absolute().as_uri()
-        try:
-            return str(self.client.create_experiment(name, artifact_location=location))
-        except Exception:  # noqa: BLE001 - another process made it first
-            again = self.client.get_experiment_by_name(name)
-            if again is None:
-                raise
-            return str(again.experiment_id)
 
     # --- what the run calls ------------------------------------------------------------
     def append(self, row: dict[str, Any]) -> None:

@@ -91,9 +91,9 @@ def tune(
     folder = Path(cfg.output.dir) / study_name
     folder.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(folder / 'study.db').absolute()}"
-    with _creating(url, folder):  # two processes starting at once must not both create the schema
+    with _creating(folder):  # two processes starting at once must not both create the schema
         study, store = _study(optuna, url, study_name, cfg, pruner)
-    with _creating(url, folder):  # two processes restarted together must not both retry a trial
+    with _creating(folder):  # two processes restarted together must not both retry a trial
         _retry_orphans(optuna, study, store, say)
     parent = _parent_run(cfg, study, study_name, folder)
     objective = _objective(optuna, cfg, params, folder, say, parent)
@@ -121,7 +121,7 @@ def _parent_run(cfg: RunConfig, study: Any, name: str, folder: Path) -> tuple[st
     from cnnctl.artifacts.tracking import parent_run
 
     experiment = cfg.logging.mlflow_experiment or name
-    with _creating("", folder):
+    with _creating(folder):
         known = study.user_attrs.get("mlflow_parent")
         if not isinstance(known, str):
             known = parent_run(cfg, experiment, f"tune {name}", {"cnnctl.study": name})
@@ -130,9 +130,9 @@ def _parent_run(cfg: RunConfig, study: Any, name: str, folder: Path) -> tuple[st
     return experiment, known
 
 
-def _creating(url: str, folder: Path) -> Any:
-    """A file lock around opening the storage: SQLite files in the study folder (and any
-    other URL, for processes on this machine)."""
+def _creating(folder: Path) -> Any:
+    """The study folder's file lock: what the tune processes of this machine do one at a time
+    (creating the storage, retrying orphans, counting and asking for a trial)."""
     from filelock import FileLock
 
     return FileLock(str(folder / ".study.lock"), timeout=300)
@@ -176,7 +176,7 @@ def _next_trial(study: Any, trials: int, folder: Path) -> Any:
     """A new trial, or None once the study holds `trials` finished or running ones. Counting
     and asking happen under the study folder's lock, so processes on one machine never
     overshoot (processes on other machines sharing a database can, by one trial each)."""
-    with _creating("", folder):
+    with _creating(folder):
         if _counted(study) >= trials:
             return None
         return study.ask()
