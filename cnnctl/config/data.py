@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from cnnctl.config.augment import AugmentConfig
 from cnnctl.config.base import KeyError_, Section, allowed_range, short_repr
-from cnnctl.config.limits import MAX_BATCH, MAX_SIDE, MAX_WORKERS, SYNTHETIC_MAX_PER_CLASS
+from cnnctl.config.limits import MAX_BATCH, MAX_FOLDS, MAX_SIDE, MAX_WORKERS, SYNTHETIC_MAX_PER_CLASS
 
 DataSource = Literal["synthetic", "image_folder", "manifest", "csv", "torchvision"]
 NATIVE_SIZE = {
@@ -46,6 +46,25 @@ class NormalizeStats(Section):
             raise ValueError("mean and std need the same length, 1 or 3 values")
         if any(s <= 0 for s in self.std):
             raise ValueError("every std value must be > 0")
+        return self
+
+
+class CvFold(Section):
+    """One fold of K-fold cross-validation: what `cnnctl cv` sets in each of its K runs."""
+
+    folds: int = Field(ge=2, le=MAX_FOLDS, description="K, the number of folds.")
+    fold: int = Field(
+        ge=0,
+        description="The fold this run validates on (0 ≤ fold < folds); it trains on the other K - 1.",
+        json_schema_extra=allowed_range("0 ≤ x < folds"),
+    )
+
+    @model_validator(mode="after")
+    def _fold(self) -> CvFold:
+        if self.fold >= self.folds:
+            raise KeyError_(
+                "fold", f"got {self.fold}; fold counts from 0, so it is below folds ({self.folds})"
+            )
         return self
 
 
@@ -127,6 +146,13 @@ class DataConfig(Section):
         ge=0,
         lt=1,
         description="Share carved out for test when no test split; null = no test split.",
+    )
+    cv: CvFold | None = Field(
+        None,
+        description="K-fold cross-validation, {folds: K, fold: k}: val is fold k of a K-fold split of "
+        "train and the given val split together (stratified; whole groups with data.group_column) "
+        "and val_fraction is unused; test is carved first, as without it, so every fold tests on "
+        "the same images. `cnnctl cv` runs every fold; null = an ordinary train / val split.",
     )
     batch_size: int | Literal["auto"] = Field(
         64,

@@ -17,3 +17,4 @@ MAX_PARAMETERS = 2**30  # small_cnn / mlp: 4 GiB of fp32 weights, 16 GiB with Ad
 MAX_SYNTHETIC_BYTES = 2 << 30  # synthetic images are generated into memory
 SYNTHETIC_MAX_PER_CLASS = 10_000
 MAX_LR = 1e30  # far above any useful lr; from 1e38 torch overflows float32 (a traceback, not a diverging run)
+MAX_FOLDS = 100  # data.cv.folds: leave-one-out on more is a loop of thousands of full runs

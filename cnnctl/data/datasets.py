@@ -98,6 +98,9 @@ class Splits:
     files: dict[str, list[str]] = field(default_factory=dict)  # file-based sources: split → its files
     # file-based sources: (path, class, split, group or "") of every file, for splits.csv
     members: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # split → what names each of its samples, in order: a file's path, or for data held in
+    # memory "<the source's split>:<row>" (`cnnctl cv`'s out-of-fold rows)
+    ids: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def multi_label(self) -> bool:

@@ -66,15 +66,32 @@ def carve(
     need_val: bool,
     need_test: bool,
     groups: Sequence[str] | None = None,
+    pooled: int = 0,
+    classes: Sequence[str] | None = None,
 ) -> Carved:
     """Train's indices split into (kept for train, val, test) by data.val_fraction / test_fraction;
     a split the source already has (`need_*` false) gets no indices. With `groups` (one per
-    sample) no group is split across parts (`group_split`)."""
+    sample) no group is split across parts (`group_split`).
+
+    With data.cv, val is instead fold k of a K-fold split (`folds.fold_split`) of every index
+    not carved for test: train's, and the `pooled` last ones of `labels`, a given val split the
+    source appended (`pool_val`). Test is carved first exactly as without data.cv, so every
+    fold tests on the images a plain run tests on. `classes` (single-label: each index's name)
+    checks that every class reaches every fold."""
+    n = len(labels) - pooled
+    own = labels[:n] if pooled else labels
+    own_groups = groups[:n] if groups is not None and pooled else groups
     fractions = [cfg.val_fraction if need_val else 0.0, (cfg.test_fraction or 0.0) if need_test else 0.0]
-    if groups is not None:
-        rest, val, test = group_split(labels, groups, fractions, seed)
+    if own_groups is not None:
+        rest, val, test = group_split(own, own_groups, fractions, seed)
     else:
-        rest, val, test = stratified_split(labels, fractions, seed)
+        rest, val, test = stratified_split(own, fractions, seed)
+    if cfg.cv is not None:
+        from cnnctl.data.folds import fold_split
+
+        pool = [*rest, *val, *range(n, len(labels))]
+        train, val = fold_split(pool, labels, groups, cfg.cv.folds, cfg.cv.fold, seed, classes)
+        return train, val, test
     if need_val and not val:
         raise DataError(
             "no validation data: set data.val_fraction > 0 (or add a val/ folder for image_folder)"
@@ -165,10 +182,16 @@ def _place(
 
 
 def assemble(
-    cfg: DataConfig, given: dict[str, Any], carved: Carved, classes: list[str], spec: InputSpec
+    cfg: DataConfig,
+    given: dict[str, Any],
+    carved: Carved,
+    classes: list[str],
+    spec: InputSpec,
+    pooled: int = 0,
 ) -> Splits:
     """Splits from the datasets a source has (`given`: train, maybe val and test) and the
-    index lists carved from train for the missing ones; augmentation on train only."""
+    index lists carved from train for the missing ones; augmentation on train only. The
+    `pooled` last samples of train are a val split the source appended (data.cv)."""
     train_idx, val_idx, test_idx = carved
     train_all = given["train"]
 
@@ -179,13 +202,33 @@ def assemble(
 
     val = split("val", val_idx)
     assert val is not None
-    return Splits(
+    splits = Splits(
         train=train_all.subset(train_idx, build_augment(cfg.augment, spec.size)),
         val=val,
         test=split("test", test_idx),
         classes=classes,
         input=spec,
     )
+    splits.ids = row_ids({name: len(part) for name, part in given.items()}, carved, pooled)
+    return splits
+
+
+def row_ids(sizes: dict[str, int], carved: Carved, pooled: int = 0) -> dict[str, list[str]]:
+    """Each split's "<source split>:<row>" names (`Splits.ids` of data held in memory): a
+    given split's own rows, or the train rows carved for it (the `pooled` last of train being
+    the given val's)."""
+    own = sizes["train"] - pooled
+
+    def name(i: int) -> str:
+        return f"train:{i}" if i < own else f"val:{i - own}"
+
+    out: dict[str, list[str]] = {}
+    for split, indices in zip(SPLIT_NAMES, carved, strict=True):
+        if split in sizes and split != "train":
+            out[split] = [f"{split}:{i}" for i in range(sizes[split])]
+        elif indices or split == "train":
+            out[split] = [name(i) for i in indices]
+    return out
 
 
 def members(

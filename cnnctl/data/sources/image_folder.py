@@ -76,10 +76,14 @@ def from_scan(
     if cfg.check_images:  # decoding to the cache's input spec on the way when there is a cache to fill
         scanned = checked_splits(scanned, decode if mode != "off" else None, workers, predecoded, what, rows)
     classes = classes_of(scanned)
+    need_test = "test" not in scanned and cfg.test_fraction is not None
+    need_val, pooled = "val" not in scanned, 0
+    if cfg.cv is not None and not need_val:  # cross-validation folds train and val together
+        pooled, scanned = len(scanned["val"].files), pool_val(scanned)
     labels = {name: targets_for(s, classes) for name, s in scanned.items()}
     train_groups = [groups[f] for f in scanned["train"].files] if groups is not None else None
-    need_test = "test" not in scanned and cfg.test_fraction is not None
-    carved = carve(cfg, strata(labels["train"]), seed, "val" not in scanned, need_test, train_groups)
+    single = classes if labels["train"].dim() == 1 else None
+    carved = carve(cfg, strata(labels["train"]), seed, need_val, need_test, train_groups, pooled, single)
     decoded: dict[str, torch.Tensor] = {}
     if mode != "off":
         decoded = {
@@ -91,8 +95,22 @@ def from_scan(
     given = _datasets(scanned, labels, decoded, spec)
     splits = assemble(cfg, given, carved, classes, spec)
     splits.files = split_files({n: s.files for n, s in scanned.items()}, carved)
+    splits.ids = dict(splits.files)
     splits.members = members(scanned, carved, groups)
     return splits
+
+
+def pool_val(scanned: dict[str, FolderSplit]) -> dict[str, FolderSplit]:
+    """The splits with val's files appended to train's (data.cv folds them together)."""
+    train, val = scanned["train"], scanned["val"]
+    joined = FolderSplit(
+        train.root,
+        [*train.files, *val.files],
+        [*train.class_of_file, *val.class_of_file],
+        sorted(set(train.classes_present) | set(val.classes_present)),
+        train.separator,
+    )
+    return {"train": joined, **{n: s for n, s in scanned.items() if n not in ("train", "val")}}
 
 
 def targets_for(split: FolderSplit, classes: list[str]) -> torch.Tensor:

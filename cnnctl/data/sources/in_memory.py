@@ -58,7 +58,15 @@ def in_memory_splits(
         for name, (part, _) in parts.items()
     }
     need_test = "test" not in parts and cfg.test_fraction is not None
-    train_idx, val_idx, test_idx = carve(cfg, labels.tolist(), seed, "val" not in parts, need_test)
+    need_val, pooled = "val" not in parts, 0
+    if cfg.cv is not None and not need_val:  # cross-validation folds train and val together
+        pooled = len(parts["val"][1])
+        prepared["train"] = torch.cat([prepared["train"], prepared.pop("val")])
+        labels = torch.cat([labels, parts["val"][1]])
+        parts = {name: part for name, part in parts.items() if name != "val"}
+    train_idx, val_idx, test_idx = carve(
+        cfg, labels.tolist(), seed, need_val, need_test, pooled=pooled, classes=classes
+    )
     train_all = ArrayDataset(prepared["train"], labels)
     if spec is None:
         step = max(1, -(-len(train_idx) // STATS_IN_MEMORY))
@@ -67,4 +75,4 @@ def in_memory_splits(
 
     given = {name: ArrayDataset(prepared[name], parts[name][1]) for name in parts}
     given["train"] = train_all
-    return assemble(cfg, given, (train_idx, val_idx, test_idx), classes, spec)
+    return assemble(cfg, given, (train_idx, val_idx, test_idx), classes, spec, pooled)

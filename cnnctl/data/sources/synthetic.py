@@ -8,7 +8,7 @@ from cnnctl.config import DataConfig
 from cnnctl.data import synthetic
 from cnnctl.data.datasets import ArrayDataset, Splits
 from cnnctl.data.inputs import input_size, norm_stats
-from cnnctl.data.splits import carve
+from cnnctl.data.splits import carve, row_ids
 from cnnctl.data.transforms import InputSpec, build_augment, fit_size, pil_to_uint8, to_mode
 
 
@@ -21,7 +21,9 @@ def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
     )
     tensor = torch.stack([pil_to_uint8(fit_size(to_mode(img, channels), size, None)) for img in images])
     full = ArrayDataset(tensor, torch.tensor(labels, dtype=torch.long))
-    train_idx, val_idx, test_idx = carve(cfg, labels, seed, True, cfg.test_fraction is not None)
+    train_idx, val_idx, test_idx = carve(
+        cfg, labels, seed, True, cfg.test_fraction is not None, classes=classes
+    )
     if spec is None:
         mean, std = norm_stats(cfg, channels, lambda: tensor[train_idx])
         spec = InputSpec(channels, size, None, mean, std)
@@ -32,4 +34,5 @@ def build(cfg: DataConfig, seed: int, spec: InputSpec | None) -> Splits:
         test=full.subset(test_idx) if test_idx else None,
         classes=classes,
         input=spec,
+        ids=row_ids({"train": len(labels)}, (train_idx, val_idx, test_idx)),
     )
