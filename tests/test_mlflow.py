@@ -1,5 +1,5 @@
 """logging.mlflow: what a run logs, read back with MLflow's own client; a tracking failure
-never stops training; tune's trials are children of one parent run."""
+never stops training; tune's trials and cv's folds are children of one parent run."""
 
 from __future__ import annotations
 
@@ -78,6 +78,30 @@ def test_tune_trials_are_children_of_one_parent_run(runner, tmp_path: Path, monk
     assert len(parents) == 1 and len(children) == 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert "best_value" in parents[0].data.metrics
+
+
+def test_cv_folds_are_children_of_one_parent_run_also_when_continued(
+    runner, tmp_path: Path, monkeypatch
+) -> None:
+    pytest.importorskip("sklearn")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = write(tmp_path, {"mlflow": True}, epochs=2)
+    result = invoke(runner, "cv", config, "--folds", "2")
+    assert result.exit_code == 0, result.output
+    store = tmp_path / "runs" / "mlflow.db"
+    runs = runs_of(store, "tiny")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert {"mean_val_loss", "mean_val_accuracy"} <= parents[0].data.metrics.keys()
+    assert sorted(c.data.params["data.cv.fold"] for c in children) == ["0", "1"]
+    history = MlflowClient(f"sqlite:///{store}").get_metric_history(children[0].info.run_id, "val_loss")
+    assert len(history) == 2  # one value per epoch
+    (tmp_path / "runs" / "tiny" / "fold-1" / "summary.json").unlink()  # as if killed before its end
+    again = invoke(runner, "cv", config, "--folds", "2")
+    assert again.exit_code == 0, again.output
+    assert len([r for r in runs_of(store, "tiny") if "mlflow.parentRunId" not in r.data.tags]) == 1
 
 
 def test_a_resumed_run_logs_into_the_same_mlflow_run(runner, tmp_path: Path, monkeypatch) -> None:

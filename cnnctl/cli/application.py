@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from cnnctl.cli import calibrate, config_cmds, data_cmds, evaluate, explain, export, report, runs, train, tune
+from cnnctl.cli import (
+    calibrate,
+    config_cmds,
+    cv,
+    data_cmds,
+    evaluate,
+    explain,
+    export,
+    report,
+    runs,
+    train,
+    tune,
+)
 from cnnctl.cli.common import printable
 
 app = typer.Typer(
@@ -30,6 +42,7 @@ app.command()(calibrate.calibrate)
 app.command()(explain.explain)
 app.command()(report.report)
 app.command()(tune.tune)
+app.command()(cv.cv)
 app.command()(export.export)
 config_app.command("show")(config_cmds.config_show)
 config_app.command("validate")(config_cmds.config_validate)

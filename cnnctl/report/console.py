@@ -343,6 +343,33 @@ def tune_table(result: dict[str, Any]) -> list[Table]:
     return tables
 
 
+def cv_table(result: dict[str, Any]) -> Table:
+    """cnnctl cv: one row per fold (its val and test metrics), then mean ± std and the
+    out-of-fold pool."""
+    folds = result["per_fold"]
+    shown_keys = [k for k in CV_COLUMNS if any(isinstance(f.get(k), float) for f in folds)]
+    table = Table(title=shown(f"cv {result['name']} ({result['folds']} folds)"), title_justify="left")
+    for col in ("fold", "train", "val", "epochs", *shown_keys):
+        table.add_column(col, justify="right")
+    for f in folds:
+        values = [_num(f.get(k)) for k in shown_keys]
+        table.add_row(
+            str(f["fold"]), str(f["train_images"]), str(f["val_images"]), str(f["epochs_run"]), *values
+        )
+    mean, std = result["mean"], result["std"]
+    spread = [f"{mean[k]:.4f}±{std[k]:.4f}" if k in mean else "" for k in shown_keys]
+    table.add_row("mean ± std", "", "", "", *spread)
+    pooled = result["oof"]
+    table.add_row(
+        "out-of-fold", "", str(pooled.get("images", "")), "",
+        *[_num(pooled.get(k[4:])) if k.startswith("val_") else "" for k in shown_keys],
+    )  # fmt: skip
+    return table
+
+
+CV_COLUMNS = ("val_loss", "val_accuracy", "val_map", "val_macro_f1", "test_accuracy", "test_map")
+
+
 class VerbatimConsole(Console):
     """A rich Console that prints every string as it is: no markup, no emoji codes, no
     highlighting, control characters and non-UTF-8 bytes escaped (`printable`). So a

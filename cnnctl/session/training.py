@@ -24,7 +24,7 @@ from cnnctl.config import RunConfig, dump_yaml
 from cnnctl.core.atomic import remove_stale_temps, write_json, write_text
 from cnnctl.core.errors import CnnctlError, ConfigError, Interrupted, RunFailed
 from cnnctl.core.logs import logs_to
-from cnnctl.data import make_loader
+from cnnctl.data import Splits, make_loader
 from cnnctl.engine.loop import fit
 from cnnctl.engine.state import FitSettings, FitState, Progress, SilentProgress
 from cnnctl.engine.stepper import StopRequested
@@ -47,6 +47,7 @@ class TrainOutcome:
     device: str
     summary: dict[str, Any] = field(default_factory=dict)
     main: bool = True  # False on the other ranks under torchrun: they print nothing
+    splits: Splits | None = field(default=None, repr=False)  # what it trained on (cv scores its val)
 
 
 def train(
@@ -358,7 +359,7 @@ def _finish(run: Session, run_dir: Path, state: FitState, say: Callable[[str], N
         if cfg.output.report and best is not None:
             write_run_report(run, run_dir, summary, say)
         write_json(run_dir / "summary.json", summary)
-    return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary, dist.main)
+    return TrainOutcome(run_dir, state, best_row, test_result, str(run.device), summary, dist.main, splits)
 
 
 def _calibrate(run: Session, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:

@@ -49,4 +49,24 @@ def from_record(meta: Mapping[str, Any]) -> Task:
     return FROM_RECORD[str(meta.get("task", DEFAULT))](meta)
 
 
-__all__ = ["DEFAULT", "Accumulator", "Task", "for_training", "from_record"]
+def pooled(accumulators: Sequence[Accumulator]) -> Any:
+    """One result over every accumulator's samples (cv's folds, each decided by its own
+    model): their sums added, as an all-reduce adds the ranks' of a DDP job."""
+    import torch
+
+    cpu = torch.device("cpu")
+    packs: list[torch.Tensor] = []
+
+    def keep(packed: torch.Tensor) -> torch.Tensor:
+        packs.append(packed.clone())
+        return packed
+
+    for accumulator in accumulators:
+        accumulator.all_reduce(keep, cpu)
+    total = torch.stack(packs).sum(dim=0)
+    last = accumulators[-1]
+    last.all_reduce(lambda packed: total.clone(), cpu)
+    return last.result()
+
+
+__all__ = ["DEFAULT", "Accumulator", "Task", "for_training", "from_record", "pooled"]
